@@ -163,6 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec,
         args.out,
         run_dir=args.run_dir,
+        resume=args.resume,
         verbose=args.verbose,
         progress_bar=not args.no_progress,
         threads=args.threads,
@@ -411,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="parent folder of the new run folder {env}__{method}__{seed}__{time}")
     p.add_argument("--run-dir", default=None, help="exact run folder instead of a new one under --out")
     p.add_argument("--label", default=None, help="method name in the run folder's name (default: module names)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run from its last checkpoint (--run-dir, or the newest unfinished one under --out)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--verbose", type=int, default=0, help="1 prints PPO's table after every update")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -5,7 +5,8 @@ namespace, ``method`` the intrinsic modules joined by ``+`` or ``none``) and hol
 writes (``config.json``, ``episodes.jsonl``, ``progress.jsonl``, ``tb/``) plus, from here:
 
 - ``run.json``: the :class:`RunSpec` it was started from (written first);
-- ``checkpoints/last.pt``: the trained agent (``PPO.load``);
+- ``checkpoints/last.pt``: the agent after its latest update (``PPO.load``), rewritten atomically after every
+  update so that a killed run resumes from it (:func:`train_run` with ``resume=True``, as sweeps do);
 - ``result.json``: summary metrics, written last and atomically. Its presence marks a finished run: sweeps
   skip it, reports aggregate it.
 """
@@ -26,6 +27,7 @@ import numpy as np
 
 RESULT_FILE = "result.json"
 SPEC_FILE = "run.json"
+CHECKPOINT = Path("checkpoints") / "last.pt"
 AGENTS = ("ppo",)
 NO_INTRINSIC = "none"
 # Runs are summarised on their last episodes, where the policy has stopped changing much.
@@ -48,7 +50,8 @@ class RunSpec:
         intrinsic_kwargs: Options of a single module; with several, ``{member_name: {...}}`` entries go to that
             member and other keys to the fusion (``operator``, ``weights``, ...).
         agent_kwargs: Extra ``PPO`` constructor options (``n_steps``, ``batch_size``, ``ent_coef``, ...).
-        env_kwargs: Not yet supported by ``PPO`` (it builds its envs from the id); must be empty.
+        env_kwargs: Options of every env (``rove.make_vec``'s ``**env_kwargs``, e.g. ``observation_keys`` or
+            ``max_episode_steps``).
         device: Torch device (``"auto"`` picks CUDA when available).
         label: Method name in folder names and reports (default: the module names joined by ``+``).
     """
@@ -73,8 +76,8 @@ class RunSpec:
             raise ValueError(f"total_timesteps and n_envs must be >= 1, got {self.total_timesteps}, {self.n_envs}")
         if self.label is not None and not _LABEL.match(self.label):
             raise ValueError(f"run label {self.label!r} may only hold letters, digits, '.', '+' and '-'")
-        if self.env_kwargs:
-            raise NotImplementedError("env_kwargs: rove.agents.PPO builds its envs from the id alone for now")
+        if not all(isinstance(k, str) for k in self.env_kwargs):
+            raise ValueError(f"env_kwargs keys must be option names (str), got {list(self.env_kwargs)}")
 
     @property
     def method(self) -> str:
@@ -145,6 +148,19 @@ def finished_run(root: str | Path, spec: RunSpec) -> Path | None:
     return None
 
 
+def resumable_run(root: str | Path, spec: RunSpec) -> Path | None:
+    """The newest unfinished run folder of ``spec`` under ``root`` that holds a checkpoint, or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for path in sorted(root.glob(f"{glob_escape(spec.prefix)}*"), reverse=True):
+        if is_finished(path) or not (path / CHECKPOINT).is_file():
+            continue
+        if _read_json(path / SPEC_FILE) == spec.to_dict():
+            return path
+    return None
+
+
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
@@ -209,16 +225,26 @@ def intrinsic_arguments(names: Sequence[str], kwargs: Mapping[str, Any]) -> tupl
     return "fusion", {"modules": members, **fusion}
 
 
-def build_agent(spec: RunSpec, run_dir: str | Path | None, verbose: int = 0) -> Any:
-    """The ``rove.agents.PPO`` for ``spec``, logging into ``run_dir``."""
-    from rove.agents import PPO
+def build_env(spec: RunSpec) -> Any:
+    """The env argument of ``PPO`` for ``spec``: the id, or a ``rove.make_vec`` env when it has ``env_kwargs``."""
     from rove.envs import check_env_id
 
     env_id = check_env_id(spec.env_id)
+    if not spec.env_kwargs:
+        return env_id
+    import rove
+
+    return rove.make_vec(env_id, spec.n_envs, seed=spec.seed, copy=False, **spec.env_kwargs)
+
+
+def build_agent(spec: RunSpec, run_dir: str | Path | None, verbose: int = 0) -> Any:
+    """The ``rove.agents.PPO`` for ``spec``, logging into ``run_dir``."""
+    from rove.agents import PPO
+
     intrinsic, intrinsic_kwargs = intrinsic_arguments(spec.intrinsic, spec.intrinsic_kwargs)
     return PPO(
         "auto",
-        env_id,
+        build_env(spec),
         intrinsic=intrinsic,
         intrinsic_kwargs=intrinsic_kwargs,
         n_envs=spec.n_envs,
@@ -230,32 +256,56 @@ def build_agent(spec: RunSpec, run_dir: str | Path | None, verbose: int = 0) -> 
     )
 
 
+def resume_agent(spec: RunSpec, run_dir: Path, verbose: int = 0) -> Any:
+    """The agent of ``run_dir``'s last checkpoint, on fresh envs, logging on into the same folder."""
+    from rove.agents import PPO
+
+    return PPO.load(
+        run_dir / CHECKPOINT, env=build_env(spec), device=spec.device, run_dir=str(run_dir), verbose=verbose
+    )
+
+
 def train_run(
     spec: RunSpec,
     root: str | Path,
     *,
     run_dir: str | Path | None = None,
+    resume: bool = False,
     verbose: int = 0,
     progress_bar: bool = False,
     threads: int | None = 1,
 ) -> dict[str, Any]:
     """Trains one run into a new folder under ``root`` (or into ``run_dir``) and returns its ``result.json``.
 
+    The agent is checkpointed to ``checkpoints/last.pt`` after every update. With ``resume=True`` a run that
+    was killed picks up from that checkpoint: the folder is ``run_dir`` if given, else the newest unfinished
+    folder of the same spec under ``root`` (:func:`resumable_run`); its logs are appended to and training
+    continues up to ``spec.total_timesteps``. The envs restart from a fresh reset (their state is not saved).
+
     ``threads`` caps torch's intra-op threads (1 suits many runs sharing a machine; None leaves torch's
     default).
     """
     import torch
 
+    from rove.agents.common.callbacks import CheckpointCallback
+
     if threads is not None:
         torch.set_num_threads(threads)
-    path = Path(run_dir) if run_dir is not None else new_run_dir(root, spec)
+    path = Path(run_dir) if run_dir is not None else (resume and resumable_run(root, spec)) or new_run_dir(root, spec)
     path.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path / SPEC_FILE, spec.to_dict())
+    resuming = resume and (path / CHECKPOINT).is_file()
+    if not resuming:
+        write_json_atomic(path / SPEC_FILE, spec.to_dict())
     start = time.perf_counter()
-    model = build_agent(spec, path, verbose=verbose)
+    model = resume_agent(spec, path, verbose) if resuming else build_agent(spec, path, verbose=verbose)
+    steps_before = model.num_timesteps
     try:
-        model.learn(spec.total_timesteps, progress_bar=progress_bar)
-        model.save(path / "checkpoints" / "last.pt")
+        remaining = spec.total_timesteps - model.num_timesteps
+        if remaining > 0:
+            # The callback rewrites last.pt after every update; keep_last=0 keeps none of its numbered copies.
+            checkpoints = CheckpointCallback(spec.total_timesteps, save_path=path / CHECKPOINT.parent, keep_last=0)
+            model.learn(remaining, callback=checkpoints, progress_bar=progress_bar, reset_num_timesteps=not resuming)
+        model.save(path / CHECKPOINT)
     finally:
         model.close()
         if model.env is not None:
@@ -267,7 +317,8 @@ def train_run(
         "seed": spec.seed,
         "total_timesteps": int(model.num_timesteps),
         "wall_time_s": wall,
-        "steps_per_s": model.num_timesteps / max(wall, 1e-9),
+        "steps_per_s": (model.num_timesteps - steps_before) / max(wall, 1e-9),
+        "resumed": resuming,
         **episode_metrics(read_jsonl(path / "episodes.jsonl")),
     }
     write_json_atomic(path / RESULT_FILE, result)

@@ -21,8 +21,9 @@ A config (see ``experiments/configs/``)::
 
 Every run lands in ``<out>/{env}__{method}__{seed}__{time}`` (:mod:`rove.experiments.runs`), whichever
 launcher ran it, so ``rove report <out>`` reads both alike. Sweeps resume: a run whose finished folder
-(``result.json``, same spec) exists is skipped; an unfinished folder is left as it is and the run starts
-again in a new folder.
+(``result.json``, same spec) exists is skipped; a local run that was killed resumes in its folder from
+the checkpoint taken after its last update (``rove.experiments.runs.train_run(resume=True)``). Ray runs train
+in a scratch folder on their node, so an interrupted Ray run starts again.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def _local_worker(spec_dict: dict[str, Any], root: str, threads: int) -> dict[st
     """Process-pool entry point: never raises, so one failed run does not stop the sweep."""
     spec = RunSpec.from_dict(spec_dict)
     try:
-        return train_run(spec, root, threads=threads)
+        return train_run(spec, root, threads=threads, resume=True)
     except Exception:
         return {"error": traceback.format_exc(), "method": spec.method, "env_id": spec.env_id, "seed": spec.seed}
 
