@@ -1,6 +1,10 @@
 """Env throughput: Rove's wrapped envs vs the raw envs, and Rove's vector env vs Gymnasium's ``SyncVectorEnv``.
 
-Per suite, in one run, with interleaved repeats (the order of the contenders rotates) and medians:
+Per suite, in one run, with interleaved repeats and medians. Each repeat resets every contender with the same seed
+and splits the action sequence into ``--slices`` slices; slice by slice every contender steps through it, in an order
+that rotates, so that a change of machine load hits all contenders alike. In-process contenders are timed in CPU
+time of this process (``time.process_time()``: far less sensitive to other processes than wall time); rows with a
+subprocess contender compare wall time on both sides.
 
 (a) **wrapper**: the raw env vs ``gym.make("Rove/...")`` with the same observation keys, the same seeds and
     the same pre-generated random actions; episodes that end are reset inside the timed loop on both sides.
@@ -18,11 +22,14 @@ What is compared, exactly:
   ``image``. The same seed gives the same worlds on both sides; trajectories part after a few dozen steps (crafter's
   renderer draws its dusk/night noise from the world's RNG, Rove's adapter renders without touching it), so the number
   of episodes, and of world generations (each ~0.2 s), can differ slightly: the JSON records both counts.
-- The vector rows also time a plain Python loop over the same envs (no batching, nothing copied): the
-  ceiling for any sync vector env. ``vector x8`` puts the envs as users write them in each
+- The vector rows also time a plain Python loop over the same envs through their ``step`` (no batching, nothing
+  copied): the ceiling for a sync vector env that steps its envs through the Gymnasium API. RoveVectorEnv can pass
+  it: Rove's NetHack envs write their observations straight into its batch arrays (``rove.envs.core.BufferedEnv``). ``vector x8`` puts the envs as users write them in each
   (``gym.make(id, observation_keys=...)`` in SyncVectorEnv, ``make_vec(id, 8, observation_keys=...)``, which
   builds NetHack envs with ``copy_obs=False`` since it copies into its buffers anyway); ``vector x8, same
-  envs`` gives SyncVectorEnv exactly the envs make_vec builds.
+  envs`` gives SyncVectorEnv exactly the envs make_vec builds. On NetHack, ``vector x8 vs SyncVectorEnv of nle``
+  (no target) compares with what a user who does not use Rove writes: ``SyncVectorEnv`` over nle's own
+  ``gym.make("NetHackScore-v0", observation_keys=...)`` (no caption info, state key or episode statistics).
 
 Targets (issue 2): wrapper/raw >= 0.90 on NetHack and >= 0.95 on MiniGrid and Crafter; Rove's vector env >=
 1.5x ``SyncVectorEnv`` on NetHack. Absolute numbers depend on the machine and its load; the ratios are the
@@ -63,6 +70,9 @@ class Args:
         default="nethack,minigrid,crafter", metadata={"help": "comma-separated suites: nethack, minigrid, crafter"}
     )
     repeats: int = field(default=5, metadata={"help": "interleaved repeats per comparison; medians are reported"})
+    slices: int = field(
+        default=4, metadata={"help": "each repeat is timed in this many slices, interleaved across the contenders"}
+    )
     scale: float = field(default=1.0, metadata={"help": "multiplies every suite's default number of timed steps"})
     num_envs: int = field(default=8, metadata={"help": "envs in each vector env"})
     seed: int = field(default=0, metadata={"help": "seed of the action sequences and of the envs"})
@@ -88,6 +98,7 @@ class Suite:
     vector_target: float | None
     make_raw: Callable[[], Any]
     old_api: bool = False  # crafter.Env: reset() -> obs, step() -> (obs, reward, done, info)
+    raw_vector: bool = False  # also time SyncVectorEnv over the raw envs (they are Gymnasium envs with Box spaces)
 
 
 def _raw_nethack() -> gym.Env:
@@ -120,6 +131,7 @@ SUITES = {
         0.90,
         1.5,
         _raw_nethack,
+        raw_vector=True,
     ),
     "minigrid": Suite(
         "minigrid",
@@ -150,6 +162,10 @@ SUITES = {
 
 
 # ----------------------------------------------------------------------------------------------- timing loops
+# (wall seconds, CPU seconds of this process, episodes ended) of one timed slice.
+Timing = tuple[float, float, int]
+
+
 def _seed_single(env: Any, seed: int, old_api: bool) -> None:
     if old_api:  # crafter: the world of episode k comes from hash((seed, k)), as in Rove's adapter
         env._seed, env._episode = seed, 0
@@ -158,11 +174,11 @@ def _seed_single(env: Any, seed: int, old_api: bool) -> None:
         env.reset(seed=seed)
 
 
-def _time_single(env: Any, actions: np.ndarray, old_api: bool) -> tuple[float, int]:
-    """Steps ``env`` through ``actions`` (resetting finished episodes); returns (seconds, episodes ended)."""
+def _time_single(env: Any, actions: np.ndarray, old_api: bool) -> Timing:
+    """Steps ``env`` through ``actions`` (resetting finished episodes)."""
     episodes = 0
     step, reset = env.step, env.reset
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     if old_api:
         for action in actions.tolist():
             _, _, done, _ = step(action)
@@ -175,21 +191,21 @@ def _time_single(env: Any, actions: np.ndarray, old_api: bool) -> tuple[float, i
             if terminated or truncated:
                 episodes += 1
                 reset()
-    return time.perf_counter() - start, episodes
+    return time.perf_counter() - start, time.process_time() - start_cpu, episodes
 
 
-def _time_vector(envs: Any, actions: np.ndarray) -> tuple[float, int]:
+def _time_vector(envs: Any, actions: np.ndarray) -> Timing:
     episodes = 0
     step = envs.step
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for action in actions:
         _, _, terminated, truncated, _ = step(action)
         episodes += int(np.count_nonzero(terminated | truncated))
-    return time.perf_counter() - start, episodes
+    return time.perf_counter() - start, time.process_time() - start_cpu, episodes
 
 
 class PlainLoop:
-    """The ceiling for any sync vector env: the same envs stepped in a Python loop, nothing batched or copied.
+    """The same envs stepped through ``step`` in a Python loop, nothing batched or copied.
 
     Finished episodes are reset at once (not NEXT_STEP), so it does slightly less work than a vector env.
     """
@@ -217,21 +233,38 @@ class PlainLoop:
 
 def measure(
     factories: dict[str, Callable[[], Any]],
-    run: Callable[[Any, int], tuple[float, int]],
-    num_steps: int,
+    reset: Callable[[Any, int], None],
+    run: Callable[[Any, np.ndarray], Timing],
+    actions: np.ndarray,
     repeats: int,
+    slices: int,
     seed: int,
 ) -> dict[str, dict[str, Any]]:
-    """Interleaved repeats of ``run`` on every contender (the order rotates each repeat); steps/s per repeat."""
+    """Interleaved repeats: per repeat every contender is reset with the same seed, then steps slice by slice.
+
+    The contenders take turns on each slice of ``actions`` (the order rotates with the repeat and the slice), so
+    their timings share the machine's load. Returns, per contender and repeat, steps/s by wall and by CPU time.
+    """
     contenders = {name: make() for name, make in factories.items()}
     names = list(contenders)
-    results: dict[str, dict[str, Any]] = {name: {"sps": [], "episodes": 0} for name in names}
+    results: dict[str, dict[str, Any]] = {name: {"sps_wall": [], "sps_cpu": [], "episodes": 0} for name in names}
+    chunks = np.array_split(actions, max(1, min(slices, len(actions))))
     try:
         for r in range(repeats):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                seconds, ended = run(contenders[name], seed + r)
-                results[name]["sps"].append(num_steps / seconds)
-                results[name]["episodes"] += ended
+            for name in names:
+                reset(contenders[name], seed + r)
+            wall = dict.fromkeys(names, 0.0)
+            cpu = dict.fromkeys(names, 0.0)
+            for s, chunk in enumerate(chunks):
+                k = (r + s) % len(names)
+                for name in names[k:] + names[:k]:
+                    seconds, cpu_seconds, ended = run(contenders[name], chunk)
+                    wall[name] += seconds
+                    cpu[name] += cpu_seconds
+                    results[name]["episodes"] += ended
+            for name in names:
+                results[name]["sps_wall"].append(actions.size / wall[name])
+                results[name]["sps_cpu"].append(actions.size / max(cpu[name], 1e-9))
     finally:
         for env in contenders.values():
             if hasattr(env, "close"):  # crafter.Env has no close()
@@ -239,12 +272,19 @@ def measure(
     return results
 
 
-def _row(results: dict[str, dict[str, Any]], base_key: str, rove_key: str, **fields: Any) -> dict[str, Any]:
-    """A table row: medians of steps/s and the median of the per-repeat (paired) ratios rove/baseline."""
-    base, ours = results[base_key]["sps"], results[rove_key]["sps"]
+def _row(
+    results: dict[str, dict[str, Any]], base_key: str, rove_key: str, clock: str = "cpu", **fields: Any
+) -> dict[str, Any]:
+    """A table row: medians of steps/s and the median of the per-repeat (paired) ratios rove/baseline.
+
+    ``clock`` is ``"cpu"`` (this process's CPU time: both contenders run here) or ``"wall"`` (a contender
+    runs in subprocesses).
+    """
+    base, ours = results[base_key][f"sps_{clock}"], results[rove_key][f"sps_{clock}"]
     ratios = [b / a for a, b in zip(base, ours, strict=True)]
     return {
         **fields,
+        "clock": clock,
         "baseline_sps": statistics.median(base),
         "rove_sps": statistics.median(ours),
         "ratio": statistics.median(ratios),
@@ -259,12 +299,13 @@ def bench_wrapper(suite: Suite, args: Args, steps: int, repeats: int) -> list[di
     def make_rove() -> gym.Env:
         return gym.make(suite.rove_id, observation_keys=suite.keys)
 
-    def run(env: Any, seed: int) -> tuple[float, int]:
-        old_api = suite.old_api and not isinstance(env, gym.Env)
-        _seed_single(env, seed, old_api)
-        return _time_single(env, actions, old_api)
+    def reset(env: Any, seed: int) -> None:
+        _seed_single(env, seed, suite.old_api and not isinstance(env, gym.Env))
 
-    results = measure({"raw": suite.make_raw, "rove": make_rove}, run, steps, repeats, args.seed)
+    def run(env: Any, chunk: np.ndarray) -> Timing:
+        return _time_single(env, chunk, suite.old_api and not isinstance(env, gym.Env))
+
+    results = measure({"raw": suite.make_raw, "rove": make_rove}, reset, run, actions, repeats, args.slices, args.seed)
     row = _row(results, "raw", "rove", comparison="wrapper", baseline=suite.raw_name, rove=suite.rove_id)
     return [{**row, "target": suite.wrapper_target}]
 
@@ -289,6 +330,8 @@ def bench_vector(suite: Suite, args: Args, vec_steps: int, repeats: int) -> list
     if identical:
         factories["sync_same"] = lambda: gym.vector.SyncVectorEnv([same_fn] * n, copy=True)
     factories["loop"] = lambda: PlainLoop([same_fn] * n)
+    if suite.raw_vector:
+        factories["sync_raw"] = lambda: gym.vector.SyncVectorEnv([suite.make_raw] * n, copy=True)
     # Parallel modes: Rove's workers each run a slice of the envs and write into shared memory; Gymnasium's
     # AsyncVectorEnv runs one process per env and sends infos through pipes.
     workers = min(n, os.cpu_count() or 1)
@@ -297,11 +340,10 @@ def bench_vector(suite: Suite, args: Args, vec_steps: int, repeats: int) -> list
     )
     factories["async"] = lambda: gym.vector.AsyncVectorEnv([default_fn] * n, shared_memory=True, copy=True)
 
-    def run(envs: Any, seed: int) -> tuple[float, int]:
+    def reset(envs: Any, seed: int) -> None:
         envs.reset(seed=seed)
-        return _time_vector(envs, actions)
 
-    results = measure(factories, run, vec_steps * n, repeats, args.seed)
+    results = measure(factories, reset, _time_vector, actions, repeats, args.slices, args.seed)
     label = f"vector x{n}"
     rove_name = f"RoveVectorEnv(sync) of {suite.rove_id}"
     rows = [
@@ -333,11 +375,23 @@ def bench_vector(suite: Suite, args: Args, vec_steps: int, repeats: int) -> list
             "loop",
             "rove",
             comparison=f"{label} vs plain loop",
-            baseline="plain Python loop over the same envs (no batching: the ceiling)",
+            baseline="plain Python loop over the same envs' step (no batching)",
             rove=rove_name,
             target=None,
         )
     )
+    if suite.raw_vector:
+        rows.append(
+            _row(
+                results,
+                "sync_raw",
+                "rove",
+                comparison=f"{label} vs SyncVectorEnv of {suite.name}'s own envs",
+                baseline=f"SyncVectorEnv of {suite.raw_name} (no Rove: no caption, state key or episode stats)",
+                rove=f"{rove_name} via make_vec",
+                target=None,
+            )
+        )
     subprocess_name = f"RoveVectorEnv(subprocess, {workers} workers) of {suite.rove_id}"
     rows.append(
         _row(
@@ -348,6 +402,7 @@ def bench_vector(suite: Suite, args: Args, vec_steps: int, repeats: int) -> list
             baseline=f"SyncVectorEnv of gym.make({suite.rove_id!r}, observation_keys=...)",
             rove=subprocess_name,
             target=suite.vector_target,
+            clock="wall",
         )
     )
     rows.append(
@@ -359,6 +414,7 @@ def bench_vector(suite: Suite, args: Args, vec_steps: int, repeats: int) -> list
             baseline=f"AsyncVectorEnv(shared_memory=True) of gym.make({suite.rove_id!r}, observation_keys=...)",
             rove=subprocess_name,
             target=None,
+            clock="wall",
         )
     )
     return rows
@@ -373,18 +429,18 @@ def _passed(ratio: float | None, target: float | None) -> bool | None:
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| suite | comparison | baseline sps | rove sps | ratio | target | pass |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| suite | comparison | baseline sps | rove sps | ratio | target | pass | clock |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['suite']} | {row['comparison']} | - | - | - | - | error: {row['error']} |")
+            lines.append(f"| {row['suite']} | {row['comparison']} | - | - | - | - | error: {row['error']} | - |")
             continue
         target = "-" if row["target"] is None else f">= {row['target']:.2f}"
         verdict = {True: "pass", False: "FAIL", None: "n/a"}[row["passed"]]
         lines.append(
             f"| {row['suite']} | {row['comparison']} | {row['baseline_sps']:,.0f} | {row['rove_sps']:,.0f} "
-            f"| {row['ratio']:.2f} | {target} | {verdict} |"
+            f"| {row['ratio']:.2f} | {target} | {verdict} | {row['clock']} |"
         )
     return "\n".join(lines)
 

@@ -14,13 +14,17 @@ are shared by all suites, and computed only when asked for in ``observation_keys
 
 At the end of an episode ``info["episode"]`` holds ``{"r": return, "l": length, ...}`` plus the suite's
 own metrics (Crafter achievements, NetHack score/depth/end reason, MiniGrid success).
+
+An env may also implement :class:`BufferedEnv`, a fast path that Rove's vector env uses when it finds it on
+an env with no wrapper of its own: the env writes its observations straight into the vector env's batch
+arrays and returns only what the vector env batches (NetHack's adapter has nle fill those arrays itself).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, SupportsFloat
 
 import numpy as np
 from gymnasium import spaces
@@ -29,6 +33,28 @@ CAPTION_BYTES = 256
 CAPTION = "caption"
 STATE_KEY = "state_key"
 ROVE_KEYS = (CAPTION, STATE_KEY)
+
+
+# (reward, terminated, truncated, info["caption"], info.get("episode")) of one buffered step.
+BufferedStep = tuple[SupportsFloat, bool, bool, str, "dict[str, Any] | None"]
+
+
+class BufferedEnv(Protocol):
+    """A Gymnasium env that can step straight into a vector env's batch arrays (optional, for speed).
+
+    ``attach_buffers(rows)`` hands the env one writable array per observation key: its row of the batch
+    (``rows[key]`` has the shape and dtype of ``observation_space[key]``). If it returns True, then
+    ``step_into``/``reset_into`` write the whole observation into those arrays and return what ``step``/
+    ``reset`` would put in the reward, flags and info, with exactly the semantics of ``step``/``reset``;
+    ``step``/``reset`` keep working. If it returns False (e.g. the env cannot write into foreign arrays
+    any more) nothing changed and the caller copies observations itself.
+    """
+
+    def attach_buffers(self, rows: dict[str, np.ndarray]) -> bool: ...
+
+    def step_into(self, action: Any) -> BufferedStep: ...
+
+    def reset_into(self, seed: int | None = None, options: dict[str, Any] | None = None) -> str: ...
 
 
 def caption_space() -> spaces.Box:

@@ -3,9 +3,11 @@
 Gymnasium's :class:`~gymnasium.vector.SyncVectorEnv` builds a new batched dict every step, batches every
 ``info`` key of every env and deep-copies the observations. :class:`RoveVectorEnv` instead writes each env's
 observation in place into one ``[num_envs, ...]`` array per key, and batches only what learners read: the
-caption of every env and, on steps where an episode ended, ``info["episode"]``. Its per-env-step overhead is
-about 2 µs (SyncVectorEnv's: 7-8 µs); on NetHack with 8 envs it keeps about 0.93 of a plain Python loop over
-the same envs, SyncVectorEnv about 0.7 (``experiments/bench_envs.py``).
+caption of every env and, on steps where an episode ended, ``info["episode"]``. Envs that implement
+:class:`~rove.envs.core.BufferedEnv` (Rove's NetHack) write their observations straight into the batch (nle's C
+code fills the rows) and return only reward, flags, caption and episode statistics. Its own overhead is about
+1 µs per env step; on NetHack with 8 envs it runs at 1.0-1.1x a plain Python loop over the same envs' ``step``
+and about 1.5-1.6x SyncVectorEnv (``experiments/bench_envs.py``, CPU time on a loaded 2-core machine).
 
 Autoreset follows Gymnasium's NEXT_STEP mode: an env whose episode ended at step ``t`` is reset at step
 ``t + 1``; that step ignores the env's action and returns the first observation of the new episode with
@@ -39,6 +41,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import CloudpickleWrapper, batch_space
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 
+from rove.envs.core import BufferedStep
 from rove.envs.registration import check_env_id
 
 MODES = ("sync", "subprocess")
@@ -113,13 +116,51 @@ def _step_target(env: gym.Env) -> gym.Env:
     return env
 
 
+class _CopyingStepper:
+    """Steps an env through the Gymnasium API and copies each observation into the env's rows of the batch.
+
+    The fallback for envs that are not :class:`~rove.envs.core.BufferedEnv` (or are wrapped); its ``step`` and
+    ``reset`` return what a buffered env's ``step_into``/``reset_into`` return.
+    """
+
+    __slots__ = ("env", "rows")
+
+    def __init__(self, env: gym.Env, rows: list[tuple[str | None, np.ndarray]]) -> None:
+        self.env = env
+        self.rows = rows
+
+    def step(self, action: Any) -> BufferedStep:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._write(obs)
+        return reward, terminated, truncated, info.get("caption", ""), info.get("episode")
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> str:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._write(obs)
+        return info.get("caption", "")
+
+    def _write(self, obs: Any) -> None:
+        for key, row in self.rows:
+            row[...] = obs if key is None else obs[key]
+
+
+def _stepper(env: gym.Env, rows: list[tuple[str | None, np.ndarray]]) -> tuple[Callable[..., Any], Callable[..., str]]:
+    """``(step, reset)`` of one env, writing into ``rows``: the env's own buffered path if it offers one."""
+    attach = getattr(env, "attach_buffers", None)
+    if attach is not None and all(key is not None for key, _ in rows) and attach(dict(rows)):
+        return env.step_into, env.reset_into  # type: ignore[attr-defined]
+    copier = _CopyingStepper(env, rows)
+    return copier.step, copier.reset
+
+
 class _EnvSlice:
     """Envs ``start .. start + len(envs) - 1`` of a vector env, stepped into shared result arrays.
 
     The same code runs in sync mode and inside each subprocess worker, so both modes give identical results.
-    Each env's observation is written in place into per-env row views of the batch buffers (``row[...] = x``
-    is about 30% cheaper than ``buffer[i] = x``); rewards and flags are gathered in lists and written as one
-    slice per step.
+    Each env's observation lands in per-env row views of the batch buffers: an env with no wrapper that
+    implements :class:`~rove.envs.core.BufferedEnv` writes it there itself (Rove's NetHack has nle fill the rows,
+    no copy at all); others are stepped through ``step`` and copied (``row[...] = x`` is about 30% cheaper than
+    ``buffer[i] = x``). Rewards and flags are gathered in lists and written as one slice per step.
     """
 
     def __init__(
@@ -132,10 +173,10 @@ class _EnvSlice:
         truncations: np.ndarray,
     ) -> None:
         self.envs = envs
-        self.targets = [_step_target(env) for env in envs]
         self.start = start
         self.stop = start + len(envs)
-        self.rows = [[(key, buf[i, ...]) for key, buf in buffers] for i in range(self.start, self.stop)]
+        rows = [[(key, buf[i, ...]) for key, buf in buffers] for i in range(self.start, self.stop)]
+        self.steppers = [_stepper(_step_target(env), env_rows) for env, env_rows in zip(envs, rows, strict=True)]
         self.rewards = rewards
         self.terminations = terminations
         self.truncations = truncations
@@ -147,28 +188,25 @@ class _EnvSlice:
         Returns:
             ``(env_index, info["episode"])`` for every env whose info carries episode statistics.
         """
-        n = len(self.targets)
+        n = len(self.steppers)
         rewards: list[Any] = [0.0] * n
         terminations = [False] * n
         truncations = [False] * n
         autoreset = self.autoreset
         episodes: list[tuple[int, dict[str, Any]]] = []
         start = self.start
-        for j, env in enumerate(self.targets):
+        for j, (step, reset) in enumerate(self.steppers):
             try:
                 if autoreset[j]:
-                    obs, info = env.reset()
+                    captions[start + j] = reset()
                     autoreset[j] = False
-                else:
-                    obs, reward, terminated, truncated, info = env.step(actions[j])
-                    rewards[j], terminations[j], truncations[j] = reward, terminated, truncated
-                    autoreset[j] = bool(terminated or truncated)
-                for key, row in self.rows[j]:
-                    row[...] = obs if key is None else obs[key]
+                    continue
+                reward, terminated, truncated, caption, episode = step(actions[j])
             except Exception as exc:
                 raise _EnvFailure(start + j, exc) from exc
-            captions[start + j] = info.get("caption", "")
-            episode = info.get("episode")
+            rewards[j], terminations[j], truncations[j] = reward, terminated, truncated
+            autoreset[j] = bool(terminated or truncated)
+            captions[start + j] = caption
             if episode is not None:
                 episodes.append((start + j, episode))
         self.rewards[start : self.stop] = rewards
@@ -177,15 +215,12 @@ class _EnvSlice:
         return episodes
 
     def reset(self, seeds: Sequence[int | None], options: dict[str, Any] | None, captions: list[str]) -> None:
-        for j, env in enumerate(self.targets):
+        for j, (_, reset) in enumerate(self.steppers):
             try:
-                obs, info = env.reset(seed=seeds[j], options=options)
-                for key, row in self.rows[j]:
-                    row[...] = obs if key is None else obs[key]
+                captions[self.start + j] = reset(seeds[j], options)
             except Exception as exc:
                 raise _EnvFailure(self.start + j, exc) from exc
-            captions[self.start + j] = info.get("caption", "")
-        self.autoreset = [False] * len(self.targets)
+        self.autoreset = [False] * len(self.steppers)
 
     def call(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> list[Any]:
         results = []

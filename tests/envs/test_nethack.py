@@ -347,3 +347,47 @@ def test_oracle_sober_ignores_an_oracle_seen_while_hallucinating():
     plain = NetHackEnv("NetHackOracle", observation_keys=("blstats",)).nle_env
     blstats[nethack.NLE_BL_CONDITION] = nethack.BL_MASK_HALLU
     assert plain._is_episode_end(obs) == plain.StepStatus.TASK_SUCCESSFUL
+
+
+@pytest.mark.parametrize("task", ["NetHackScore", "NetHackChallenge"])
+def test_python_score_reward_equals_nles_reward_function(task):
+    """The ints-only reward of Score-like tasks gives nle's rewards bit for bit, time penalties and score changes."""
+    fast = NetHackEnv(task, observation_keys=("blstats",), max_episode_steps=150, penalty_time=-0.001)
+    reference = NetHackEnv(task, observation_keys=("blstats",), max_episode_steps=150, penalty_time=-0.001)
+    assert fast._python_score_reward
+    reference._python_score_reward = False  # nle's own NetHackScore._reward_fn
+    actions = np.random.default_rng(4).integers(0, fast.action_space.n, size=400)
+    rewards = []
+    for env in (fast, reference):
+        env.reset(seed=21)
+        got = []
+        for a in actions:
+            _, reward, terminated, truncated, info = env.step(int(a))
+            got.append((reward, env.nle_env._frozen_steps, info.get("episode")))
+            if terminated or truncated:
+                env.reset()
+        rewards.append(got)
+    assert rewards[0] == rewards[1]
+    values = {r for r, _, _ in rewards[0]}
+    assert len(values) >= 2  # time penalties (and on Score, score changes), not one constant
+
+
+def test_python_score_reward_only_where_nles_function_is_unchanged():
+    assert NetHackEnv("NetHackScore", observation_keys=("blstats",))._python_score_reward
+    for task in ("NetHackStaircase", "NetHackGold", "NetHackEat", "NetHackScout", "NetHack"):
+        assert not NetHackEnv(task, observation_keys=("blstats",))._python_score_reward
+    assert not NetHackEnv("NetHackScore", observation_keys=("blstats",), penalty_mode="exp")._python_score_reward
+
+
+def test_final_observation_is_the_game_before_quitting_with_or_without_copies():
+    finals = []
+    for copy_obs in (True, False):
+        env = NetHackEnv("NetHackScore", observation_keys=("glyphs", "message"), copy_obs=copy_obs, max_episode_steps=6)
+        env.reset(seed=1)
+        for a in (1, 2, 3, 4, 5, 19):
+            obs, _, _, truncated, _ = env.step(a)
+        assert truncated
+        finals.append({key: value.copy() for key, value in obs.items()})
+    for key in finals[0]:
+        np.testing.assert_array_equal(finals[0][key], finals[1][key])
+    assert b"Really quit" not in bytes(finals[1]["message"])

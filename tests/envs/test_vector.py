@@ -385,3 +385,123 @@ def test_non_dict_observation_spaces_match_sync_vector_env(env_id):
                 assert x.dtype == y.dtype
                 np.testing.assert_array_equal(x, y)
     reference.close()
+
+
+# ----------------------------------------------------------------------------------------------- buffered NetHack
+class _PassThrough(gym.Wrapper):
+    """A wrapper that changes nothing but hides the env's buffered path: the vector env steps it through ``step``."""
+
+
+def _nethack_fns(task: str, keys: tuple[str, ...], buffered: bool, num_envs: int, **kwargs: Any) -> list:
+    from rove.envs.nethack import NetHackEnv
+
+    if buffered:  # as make_vec builds them: no copies, the vector env's rows become nle's arrays
+        return [lambda: NetHackEnv(task, observation_keys=keys, copy_obs=False, **kwargs)] * num_envs
+    return [lambda: _PassThrough(NetHackEnv(task, observation_keys=keys, **kwargs))] * num_envs
+
+
+def _quit_script(task: str, steps: int, num_envs: int) -> np.ndarray:
+    """Random actions; on the full keyboard env 0 also quits (M-q, "y") twice, so that games end by nle's done.
+
+    The quits come right after a reset (steps 0-1; step 2 is the autoreset): a random action could leave a prompt
+    open that would swallow the M-q.
+    """
+    from nle import nethack
+
+    from rove.envs.nethack import TASKS
+
+    n = len(nethack.ACTIONS) if task in ("NetHack", "NetHackChallenge") else 23
+    actions = np.random.default_rng(7).integers(0, n, size=(steps, num_envs))
+    if TASKS[task][0].__name__ == "NetHackChallenge":
+        for t in (0, 3):
+            actions[t, 0] = nethack.ACTIONS.index(nethack.Command.QUIT)
+            actions[t + 1, 0] = nethack.ACTIONS.index(nethack.CompassDirection.NW)  # "y"
+    return actions
+
+
+@pytest.mark.skipif(not _has_adapter("nethack"), reason="the NetHack adapter (rove/envs/nethack/env.py) has not landed")
+@pytest.mark.parametrize(
+    ("task", "keys", "kwargs"),
+    [
+        # Python score reward; nle's step limit every 37 steps (truncations that quit the game).
+        ("NetHackScore", ("glyphs", "blstats", "message"), {"max_episode_steps": 37}),
+        # The caption row is nle's message array; the state key is written by Rove.
+        ("NetHackScore", ("glyphs", "caption", "state_key"), {"max_episode_steps": 53}),
+        # nle's reward function; message and caption both asked for (the caption row is a copy).
+        ("NetHackStaircase", ("chars", "blstats", "message", "caption"), {"max_episode_steps": 41}),
+        ("NetHackEat", ("blstats", "tty_chars", "caption"), {"max_episode_steps": 60}),
+        # Game over (nle's done) from scripted quits, besides the step limit.
+        ("NetHackChallenge", ("glyphs", "blstats", "caption", "state_key"), {"max_episode_steps": 90}),
+    ],
+)
+def test_buffered_nethack_matches_the_per_env_path(task, keys, kwargs):
+    """nle writing into the batch rows gives exactly what stepping each env and copying its observation gives."""
+    num_envs, steps = 3, 300
+    actions = _quit_script(task, steps, num_envs)
+    runs = []
+    for buffered in (True, False):
+        with make_vec(None, env_fns=_nethack_fns(task, keys, buffered, num_envs, **kwargs)) as envs:
+            uses_buffers = [step.__name__ == "step_into" for step, _ in envs._block.steppers]
+            assert uses_buffers == [buffered] * num_envs
+            runs.append(_rollout(envs, actions, seed=[3, 4, 5]))
+    fast, slow = runs
+    for a, b in zip(fast, slow, strict=True):
+        for x, y in zip(a, b, strict=True):
+            _assert_info_equal(x, y)
+    ended = sum(int(np.count_nonzero(step[2] | step[3])) for step in fast[1:])
+    assert ended >= 2 * num_envs  # episode ends, their final observations and the autoresets were compared too
+    if task == "NetHackChallenge":
+        assert any(step[2][0] for step in fast[1:])  # a game over, not only truncations
+
+
+@pytest.mark.skipif(not _has_adapter("nethack"), reason="the NetHack adapter (rove/envs/nethack/env.py) has not landed")
+def test_buffered_nethack_subprocess_matches_sync():
+    actions = np.random.default_rng(1).integers(0, 23, size=(80, 4))
+    runs = []
+    for mode in ("sync", "subprocess"):
+        with make_vec("NetHackScore-v0", 4, mode=mode, num_workers=2, max_episode_steps=None) as envs:
+            runs.append(_rollout(envs, actions, seed=2))
+    for a, b in zip(*runs, strict=True):
+        for x, y in zip(a, b, strict=True):
+            _assert_info_equal(x, y)
+
+
+@pytest.mark.skipif(not _has_adapter("nethack"), reason="the NetHack adapter (rove/envs/nethack/env.py) has not landed")
+def test_an_env_reset_before_batching_falls_back_to_copies():
+    from rove.envs.nethack import NetHackEnv
+
+    def started() -> gym.Env:
+        env = NetHackEnv("NetHackScore", observation_keys=("glyphs", "caption"), copy_obs=False)
+        env.reset(seed=0)  # nle takes new arrays only before its game's first reset
+        return env
+
+    actions = np.random.default_rng(2).integers(0, 23, size=(30, 2))
+    with make_vec(None, env_fns=[started] * 2) as envs:
+        assert [step.__name__ for step, _ in envs._block.steppers] == ["step", "step"]
+        late = _rollout(envs, actions, seed=9)
+    with make_vec(None, env_fns=_nethack_fns("NetHackScore", ("glyphs", "caption"), True, 2)) as envs:
+        fresh = _rollout(envs, actions, seed=9)
+    for a, b in zip(late, fresh, strict=True):
+        for x, y in zip(a, b, strict=True):
+            _assert_info_equal(x, y)
+
+
+@pytest.mark.skipif(not _has_adapter("nethack"), reason="the NetHack adapter (rove/envs/nethack/env.py) has not landed")
+def test_buffered_staircase_keeps_the_final_observation_and_the_descend_caption():
+    from nle import nethack
+
+    from rove.envs.nethack import NetHackEnv
+
+    fns = [lambda: NetHackEnv("NetHackStaircaseLvl3", observation_keys=("blstats", "caption"), wizard=True)]
+    with make_vec(None, env_fns=fns) as envs:
+        env = envs.envs[0]
+        down = np.array([env.nle_env.actions.index(nethack.MiscDirection.DOWN)])
+        envs.reset(seed=0)
+        for level in (2, 3):
+            for key in (6, 20, ord(">"), ord(".")):  # wizard mode: map the level, teleport onto ">"
+                env.nle_env.nethack.step(key)
+            obs, reward, terminated, _, infos = envs.step(down)
+            assert obs["blstats"][0, nethack.NLE_BL_DLEVEL] == level  # at 3: the game before nle quit it
+            assert decode_captions(obs["caption"]) == infos["caption"]
+            assert "You descend the stairs." in infos["caption"][0]
+        assert terminated[0] and reward[0] > 0.9 and infos["episode"]["end_reason"][0] == "task_successful"

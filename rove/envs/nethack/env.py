@@ -4,7 +4,12 @@ The adapter owns an nle task object (``nle.env.tasks.NetHackScore`` and friends,
 it directly instead of calling its ``step``: nle's ``step`` copies every observation array to keep the
 previous observation for the reward function; this one copies only the 27 bottom-line statistics that the
 rewards read (and the 9 ``internal`` ints for ``NetHackEat``). The saving pays for the caption, the state
-key, the per-step info and for returning observations that stay valid after the next step.
+key, the per-step info and for returning observations that stay valid after the next step. NetHackScore's
+reward (also Challenge's) is computed on Python ints, bit for bit nle's, at a fifth of the cost.
+
+For Rove's vector env the adapter implements ``rove.envs.core.BufferedEnv``: ``attach_buffers`` hands the
+vector env's batch rows to nle (``set_buffers``), so that NetHack's C code writes the observations straight
+into the batch, and ``step_into`` returns only the reward, flags, caption and episode statistics.
 
 Differences from nle's own envs, all deliberate:
 
@@ -30,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from nle import nethack
+from nle.env import base as nle_base
 from nle.env import tasks as nle_tasks
 from nle.env.base import NLE_SPACE_ITEMS
 
@@ -37,6 +43,7 @@ from rove.envs.core import (
     CAPTION,
     CAPTION_BYTES,
     STATE_KEY,
+    BufferedStep,
     EpisodeTracker,
     caption_space,
     check_discrete_action,
@@ -55,6 +62,7 @@ assert nethack.MESSAGE_SHAPE == (CAPTION_BYTES,), nethack.MESSAGE_SHAPE
 
 _BL_X, _BL_Y = nethack.NLE_BL_X, nethack.NLE_BL_Y
 _BL_DNUM, _BL_DLEVEL = nethack.NLE_BL_DNUM, nethack.NLE_BL_DLEVEL
+_BL_SCORE, _BL_TIME = nethack.NLE_BL_SCORE, nethack.NLE_BL_TIME
 _MAX_SEED = 2**63 - 1
 
 
@@ -81,6 +89,41 @@ def blstats_state_key(blstats: np.ndarray) -> int:
         | ((bl[_BL_Y] & 0xFFFF) << 16)
         | (bl[_BL_X] & 0xFFFF)
     )
+
+
+def _has_score_reward(task: Any) -> bool:
+    """Whether ``task`` rewards with nle's unmodified ``NetHackScore`` function in ``constant`` penalty mode."""
+    cls = type(task)
+    score = nle_tasks.NetHackScore
+    if not isinstance(task, score) or task.penalty_mode != "constant":
+        return False
+    after_score: Any = cls.__mro__[cls.__mro__.index(score) + 1]  # what NetHackScore's super() call resolves to
+    return (
+        cls._reward_fn is score._reward_fn
+        and cls._get_time_penalty is score._get_time_penalty
+        and after_score._reward_fn is nle_base.NLE._reward_fn
+    )
+
+
+def _score_reward(task: Any, old: list[int], new: list[int]) -> float:
+    """nle's ``NetHackScore._reward_fn`` (constant penalty mode) on blstats as Python ints, bit for bit.
+
+    Score difference (0 outside a normal game) plus the time penalty: ``penalty_step`` on steps where game time
+    does not advance, and ``penalty_time`` per elapsed turn. Updates ``task._frozen_steps`` as nle does. The
+    float operations are nle's, in nle's order, so the result is the same double.
+    """
+    old_time, new_time = old[_BL_TIME], new[_BL_TIME]
+    task._frozen_steps = task._frozen_steps + 1 if old_time == new_time else 0
+    penalty: float = 0
+    if task._frozen_steps > 0:
+        penalty += task.penalty_step
+    penalty += (new_time - old_time) * task.penalty_time
+    old_score, new_score = old[_BL_SCORE], new[_BL_SCORE]
+    # nle's score difference is 0.0 outside a normal game; equal scores give 0 either way (the same sum), so the
+    # binding is asked only when the score changed.
+    if new_score != old_score and task.nethack.in_normal_game():
+        return float((new_score - old_score) + penalty)
+    return float(0.0 + penalty)
 
 
 def _message_text(message: np.ndarray) -> str:
@@ -188,22 +231,22 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Discrete(len(t.actions))
 
-        # Hot-path state, looked up once: nle's live observation buffers (nle overwrites them in place).
-        live = t.nethack._obs
+        # Hot-path state, looked up once.
         self._n_actions = len(t.actions)
         self._actions = tuple(int(a) for a in t.actions)
         self._bl_idx = t._blstats_index
         self._msg_idx = t._message_index
         self._ps_idx = t._program_state_index
-        self._live_blstats = live[t._blstats_index]
-        self._live_internal = live[t._internal_index]
-        self._last_blstats = np.zeros_like(self._live_blstats)
-        self._last_internal = np.zeros_like(self._live_internal)
+        self._last_blstats = np.zeros(nethack.BLSTATS_SHAPE, dtype=np.int64)
+        self._last_internal = np.zeros(nethack.INTERNAL_SHAPE, dtype=np.int32)
         # nle's rewards read the previous blstats (score, time, gold); NetHackEat also the previous hunger.
         self._copy_internal = isinstance(t, nle_tasks.NetHackEat)
-        self._last_obs = list(live)
-        self._last_obs[t._blstats_index] = self._last_blstats
-        self._last_obs[t._internal_index] = self._last_internal
+        self._cache_live_buffers()
+        # NetHackScore's reward (also Challenge's) is recomputed on Python ints: nle's costs ~5 us a step in
+        # NumPy scalar arithmetic, several times the rest of the adapter. Other tasks keep nle's function.
+        self._python_score_reward = _has_score_reward(t)
+        self._plain_known_steps = type(t)._perform_known_steps is nle_base.NLE._perform_known_steps
+        self._prev_bl: list[int] = []  # blstats after the last step, as ints (Python score reward only)
         self._status = t.StepStatus
         # NetHackChallenge's _check_abort counts steps without game progress and nle calls it twice a step.
         self._double_abort_check = isinstance(t, nle_tasks.NetHackChallenge)
@@ -217,6 +260,23 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._state_key_buf = np.zeros(1, dtype=np.int64)
         self._tracker = EpisodeTracker()
         self._needs_reset = True
+        # Set by attach_buffers: nle arrays that are rows of a vector env's batch, and the rows Rove fills.
+        self._bound: tuple[tuple[int, np.ndarray], ...] = ()
+        self._caption_row: np.ndarray | None = None
+        self._state_key_row: np.ndarray | None = None
+
+    def _cache_live_buffers(self) -> None:
+        """Looks up nle's live observation arrays (which nle overwrites in place at every step)."""
+        t = self._task
+        live = t.nethack._obs
+        assert not t.nethack._copy, "nle's task objects drive Nethack without copies"
+        self._game = t.nethack._pynethack
+        self._live = live
+        self._live_blstats = live[t._blstats_index]
+        self._live_internal = live[t._internal_index]
+        self._last_obs = list(live)
+        self._last_obs[t._blstats_index] = self._last_blstats
+        self._last_obs[t._internal_index] = self._last_internal
 
     @property
     def nle_env(self) -> Any:
@@ -251,24 +311,122 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._tracker.reset()
         self._needs_reset = False
         obs = t.last_observation
+        if self._python_score_reward:
+            self._prev_bl = obs[self._bl_idx].tolist()
         return self._observation(obs), {"caption": _message_text(obs[self._msg_idx])}
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """One agent step; the same game logic as nle's ``step`` (menus and ``--More--`` skipped as in nle)."""
+        self._check_not_done()
+        index = check_discrete_action(action, self._n_actions, self._name)
+        obs, reward, end_status, done = self._advance(index)
+        observation = self._observation(obs)
+        info: dict[str, Any] = {"caption": _message_text(obs[self._msg_idx]), "end_status": end_status}
+        if not end_status:
+            return observation, reward, False, False, info
+        # Without copies the observation is nle's arrays, which quitting the game would overwrite.
+        keep = () if self._copy_obs else tuple(observation.values())
+        info["episode"] = self._end_episode(end_status, obs, done, keep)
+        truncated = end_status == self._status.ABORTED
+        return observation, reward, not truncated, truncated, info
+
+    # ------------------------------------------------------------------ vector-env fast path (BufferedEnv)
+
+    def attach_buffers(self, rows: dict[str, np.ndarray]) -> bool:
+        """Makes nle write this env's observations into ``rows`` (a vector env's batch rows); see ``BufferedEnv``.
+
+        nle's C code fills the arrays handed to its ``set_buffers``, so a vector env's rows can be those arrays
+        and nothing is copied per step. nle accepts new arrays only before the first reset of its game.
+
+        Args:
+            rows: one C-contiguous array per observation key, with the key's shape and dtype.
+
+        Returns:
+            True if from now on ``step_into``/``reset_into`` fill ``rows``; False (nothing changed) if the game
+            was already started or an array does not fit.
+        """
+        if set(rows) != set(self._keys):
+            return False
+        nh = self._task.nethack
+        targets = {key: rows[key] for key in self._keys if key in NLE_KEYS}
+        if CAPTION in rows and "message" not in targets:
+            targets["message"] = rows[CAPTION]  # The caption is the message line: let nle write it there.
+        buffers = {key: targets.get(key, array) for key, array in nh._obs_buffers.items()}
+        try:
+            # ValueError for an array of the wrong shape, dtype or layout; RuntimeError once the game was reset.
+            nh._pynethack.set_buffers(**buffers)
+        except (ValueError, RuntimeError):
+            return False
+        nh._obs_buffers = buffers
+        nh._obs = tuple(buffers.values())  # Same order: nle builds both from its observation_keys.
+        self._cache_live_buffers()
+        self._bound = tuple((i, array) for i, array in enumerate(nh._obs) if any(array is r for r in targets.values()))
+        self._caption_row = rows[CAPTION] if CAPTION in rows and targets["message"] is not rows[CAPTION] else None
+        self._state_key_row = rows.get(STATE_KEY)
+        return True
+
+    def step_into(self, action: Any) -> BufferedStep:
+        """``step`` for a vector env after ``attach_buffers``: the observation goes to the attached rows.
+
+        Returns:
+            ``(reward, terminated, truncated, info["caption"], info.get("episode"))``, as ``step`` would.
+        """
+        self._check_not_done()
+        if action.__class__ is not int or not 0 <= action < self._n_actions:
+            action = check_discrete_action(action, self._n_actions, self._name)
+        obs, reward, end_status, done = self._advance(action)
+        self._fill_rows(obs)
+        caption = _message_text(obs[self._msg_idx])
+        if not end_status:
+            return reward, False, False, caption, None
+        episode = self._end_episode(end_status, obs, done, tuple(array for _, array in self._bound))
+        truncated = end_status == self._status.ABORTED
+        return reward, not truncated, truncated, caption, episode
+
+    def reset_into(self, seed: int | None = None, options: dict[str, Any] | None = None) -> str:
+        """``reset`` for a vector env after ``attach_buffers``; returns ``info["caption"]``."""
+        _, info = self.reset(seed=seed, options=options)
+        self._fill_rows(self._task.last_observation)
+        return info["caption"]
+
+    def _fill_rows(self, obs: tuple[np.ndarray, ...]) -> None:
+        """Writes into the attached rows what nle did not write there itself."""
+        if obs is not self._live:  # A task replaced one of nle's arrays (the staircase keeps a message).
+            for i, row in self._bound:
+                if obs[i] is not row:
+                    row[...] = obs[i]
+        if self._caption_row is not None:
+            self._caption_row[...] = obs[self._msg_idx]
+        if self._state_key_row is not None:
+            self._state_key_row[0] = blstats_state_key(obs[self._bl_idx])
+
+    # ------------------------------------------------------------------ game logic
+
+    def _check_not_done(self) -> None:
         if self._needs_reset:
             raise gym.error.ResetNeeded(
                 f"{self._name}: call reset() before step() (after construction, unpickling or an episode's end)"
             )
-        index = check_discrete_action(action, self._n_actions, self._name)
-        t = self._task
-        self._last_blstats[:] = self._live_blstats
-        if self._copy_internal:
-            self._last_internal[:] = self._live_internal
 
-        obs, done = t.nethack.step(self._actions[index])
+    def _advance(self, index: int) -> tuple[tuple[np.ndarray, ...], float, Any, bool]:
+        """nle's step logic for a valid action index: ``(observation tuple, reward, end status, nle's done)``."""
+        t = self._task
+        python_reward = self._python_score_reward
+        prev = self._prev_bl
+        if not python_reward:
+            self._last_blstats[:] = self._live_blstats
+            if self._copy_internal:
+                self._last_internal[:] = self._live_internal
+
+        # nle's Nethack.step, without its two Python calls: nle's task objects never ask it for copies, so the
+        # observation is always its live arrays.
+        game = self._game
+        game.step(self._actions[index])
+        done = game.done()
+        obs = self._live
         if self._double_abort_check:
             t._check_abort(obs)
-        if not t._allow_all_modes or obs[self._ps_idx][0] == 1:
+        if (not t._allow_all_modes or obs[self._ps_idx][0] == 1) and self._prompt_may_be_open(done):
             obs, done = t._perform_known_steps(obs, done, exceptions=True)
         t._steps += 1
         t.last_observation = obs
@@ -280,20 +438,36 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             end_status = status.ABORTED
         else:
             end_status = t._is_episode_end(obs)
-        reward = float(t._reward_fn(self._last_obs, index, obs, end_status))
+        if python_reward:
+            bl = obs[self._bl_idx].tolist()
+            reward = _score_reward(t, prev, bl)
+            self._prev_bl = bl
+            if end_status:
+                self._last_blstats[:] = prev  # _episode_stats reads them once the game is over.
+        else:
+            reward = float(t._reward_fn(self._last_obs, index, obs, end_status))
         self._tracker.add(reward)
+        return obs, reward, end_status, done
 
-        observation = self._observation(obs)
-        info: dict[str, Any] = {"caption": _message_text(obs[self._msg_idx]), "end_status": end_status}
-        if not end_status:
-            return observation, reward, False, False, info
+    def _prompt_may_be_open(self, done: bool) -> bool:
+        """False when nle's own ``_perform_known_steps`` would return at once: game over or no prompt open."""
+        if not self._plain_known_steps:
+            return True  # A task's own version may do more (the staircase keeps a message).
+        internal = self._live_internal
+        return not done and bool(internal[3] or internal[1] or internal[2])  # xwaitforspace, yn, getlin
 
-        truncated = end_status == status.ABORTED
-        info["episode"] = self._episode_stats(end_status, obs)
+    def _end_episode(
+        self, end_status: Any, obs: tuple[np.ndarray, ...], done: bool, keep: Sequence[np.ndarray]
+    ) -> dict[str, Any]:
+        """Episode statistics; ends the game as nle does if nle did not, restoring the arrays in ``keep``."""
+        episode = self._episode_stats(end_status, obs)
         if not done:
-            t._quit_game(obs, done)  # End the game cleanly, as nle does, after the observation was taken.
+            saved = [(array, array.copy()) for array in keep]
+            self._task._quit_game(obs, done)  # Quitting steps the game, which overwrites nle's arrays.
+            for array, value in saved:
+                array[...] = value
         self._needs_reset = True
-        return observation, reward, not truncated, truncated, info
+        return episode
 
     def render(self) -> str | None:  # type: ignore[override]
         """The map as text when ``render_mode="ansi"``; None otherwise."""
