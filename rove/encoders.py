@@ -106,18 +106,19 @@ class MiniGridEncoder(Encoder):
 
 
 def crop_glyphs(glyphs: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:
-    """``[N, size, size]`` glyphs centred on (x, y); cells off the map get the extra id ``NLE_MAX_GLYPH``.
+    """``[N, size, size]`` int64 glyphs centred on (x, y); cells off the map get the extra id ``NLE_MAX_GLYPH``.
 
-    Gathers ``size**2`` cells per row instead of padding the whole map: padding copies every glyph.
+    Gathers ``size**2`` cells per row instead of padding the whole map (padding copies every glyph), on the
+    map's own dtype: only the crop is converted to int64, not the 21x79 map.
     """
     n, h, w = glyphs.shape
     offs = torch.arange(size, device=glyphs.device) - size // 2
-    rows = y.clamp(0, h - 1)[:, None, None] + offs[None, :, None]  # [N, size, 1]
-    cols = x.clamp(0, w - 1)[:, None, None] + offs[None, None, :]  # [N, 1, size]
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # [N, size, size]
+    rows = y.long().clamp(0, h - 1)[:, None, None] + offs[None, :, None]  # [N, size, 1]
+    cols = x.long().clamp(0, w - 1)[:, None, None] + offs[None, None, :]  # [N, 1, size]
+    inside = ((rows >= 0) & (rows < h)) & ((cols >= 0) & (cols < w))  # [N, size, 1] & [N, 1, size]: one full-size op
     index = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).reshape(n, -1)
-    crop = glyphs.reshape(n, -1).gather(1, index).reshape(n, size, size)
-    return crop.masked_fill(~inside, NLE_MAX_GLYPH)
+    crop = glyphs.reshape(n, -1).gather(1, index).reshape(n, size, size).long()
+    return crop.masked_fill_(~inside, NLE_MAX_GLYPH)
 
 
 class NetHackEncoder(Encoder):
@@ -246,7 +247,47 @@ class ImageKeyEncoder(Encoder):
         return self.pixels(obs["image"])
 
 
-class MiniGridLightEncoder(Encoder):
+def signed_log(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x) * log(1 + |x|)`` as float32: compresses blstats' wide ranges (gold, turn counter) for a network."""
+    x = x.float()
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+class CodeEncoder(Encoder):
+    """Base of the light encoders: per-position code embeddings and dense extras, then one linear layer + ReLU.
+
+    The work splits in two so that modules can share and reuse the parameter-free part:
+
+    - :meth:`preprocess` (no parameters): observations -> ``{"codes": int64 [N, P], "dense": float32 [N, D]}``
+      (``codes`` index :attr:`table`; ``D`` may be 0). RND's target and predictor share it; modules that
+      train on several minibatches compute it once per rollout and index it.
+    - :meth:`encode_codes`: that dict -> features ``[N, features_dim]``.
+
+    The embedding is looked up with ``weight.index_select``: same values and gradients as ``nn.Embedding``,
+    but its backward is an ``index_add`` (``embedding_dense_backward`` sorts the indices: ~3x slower on CPU).
+    Subclasses build :attr:`table` and ``head`` (a linear layer + ReLU on ``P * embed_dim + D`` inputs).
+    """
+
+    head: nn.Module
+
+    @property
+    def table(self) -> nn.Embedding:
+        raise NotImplementedError
+
+    def preprocess(self, obs: TensorObs) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode_codes(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``{"codes": [N, P], "dense": [N, D]}`` -> ``[N, features_dim]``."""
+        codes, dense = x["codes"], x["dense"]
+        vectors = self.table.weight.index_select(0, codes.reshape(-1)).reshape(codes.shape[0], -1)
+        return self.head(torch.cat([vectors, dense], dim=1) if dense.shape[1] else vectors)
+
+    def forward(self, obs: TensorObs) -> torch.Tensor:
+        return self.encode_codes(self.preprocess(obs))
+
+
+class MiniGridLightEncoder(CodeEncoder):
     """A cheap MiniGrid encoder for intrinsic modules: per-cell code embeddings, flattened, one linear layer."""
 
     def __init__(self, space: spaces.Dict | spaces.Box, features_dim: int = 128, embed_dim: int = 4) -> None:
@@ -261,23 +302,33 @@ class MiniGridLightEncoder(Encoder):
         in_dim = v * w * c * embed_dim + (4 if self.use_direction else 0)
         self.head = nn.Sequential(nn.Linear(in_dim, features_dim), nn.ReLU())
 
-    def forward(self, obs: TensorObs) -> torch.Tensor:
+    @property
+    def table(self) -> nn.Embedding:
+        return self.embed
+
+    def preprocess(self, obs: TensorObs) -> dict[str, torch.Tensor]:
+        """Codes ``[N, V*V*C]`` (channel c offset by ``16 c``) and the one-hot direction ``[N, 4]`` (or ``[N, 0]``)."""
         image = obs["image"] if isinstance(obs, dict) else obs
         offsets: torch.Tensor = self.offsets  # type: ignore[assignment]
-        x = self.embed(image.long().clamp(0, MINIGRID_CODES - 1) + offsets).flatten(1)
+        codes = (image.long().clamp(0, MINIGRID_CODES - 1) + offsets).flatten(1)
         if self.use_direction:
             assert isinstance(obs, dict)
-            x = torch.cat([x, nn.functional.one_hot(obs["direction"].long().reshape(-1) % 4, 4).float()], dim=1)
-        return self.head(x)
+            dense = nn.functional.one_hot(obs["direction"].long().reshape(-1) % 4, 4).float()
+        else:
+            dense = codes.new_zeros(codes.shape[0], 0, dtype=torch.float32)
+        return {"codes": codes, "dense": dense}
 
 
-class NetHackLightEncoder(Encoder):
+class NetHackLightEncoder(CodeEncoder):
     """A cheap NetHack encoder for intrinsic modules: glyph embeddings in a crop around the agent + blstats.
 
     The full 21x79 map and the message are left out: embedding them costs several times an env step on CPU.
+    ``embed_dim`` is 4 per glyph (as the MiniGrid light encoder per code): the linear layer over the
+    ``crop * crop * embed_dim`` embedded cells is the largest matmul of every NetHack intrinsic module, and
+    8 dims made it twice as costly.
     """
 
-    def __init__(self, space: spaces.Dict, features_dim: int = 128, embed_dim: int = 8, crop: int = 9) -> None:
+    def __init__(self, space: spaces.Dict, features_dim: int = 128, embed_dim: int = 4, crop: int = 9) -> None:
         super().__init__()
         self.features_dim = features_dim
         self.crop = crop
@@ -286,14 +337,26 @@ class NetHackLightEncoder(Encoder):
         assert blstats_shape is not None
         self.head = nn.Sequential(nn.Linear(crop * crop * embed_dim + blstats_shape[0], features_dim), nn.ReLU())
 
-    def forward(self, obs: TensorObs) -> torch.Tensor:
+    @property
+    def table(self) -> nn.Embedding:
+        return self.glyph_embed
+
+    def preprocess(self, obs: TensorObs) -> dict[str, torch.Tensor]:
+        """The glyph crop ``[N, crop*crop]`` and signed-log blstats ``[N, B]``."""
         assert isinstance(obs, dict)
         blstats = obs["blstats"]
-        crop = crop_glyphs(obs["glyphs"].long(), blstats[:, 0].long(), blstats[:, 1].long(), self.crop)
-        stats = blstats.float()
-        return self.head(
-            torch.cat([self.glyph_embed(crop).flatten(1), torch.sign(stats) * torch.log1p(stats.abs())], 1)
-        )
+        crop = crop_glyphs(obs["glyphs"], blstats[:, 0], blstats[:, 1], self.crop)
+        return {"codes": crop.flatten(1), "dense": signed_log(blstats)}
+
+
+def preprocess(encoder: nn.Module, obs: TensorObs) -> TensorObs:
+    """The parameter-free part of ``encoder`` (:meth:`CodeEncoder.preprocess`); other encoders: ``obs`` as is."""
+    return encoder.preprocess(obs) if isinstance(encoder, CodeEncoder) else obs
+
+
+def encode_preprocessed(encoder: nn.Module, x: TensorObs) -> torch.Tensor:
+    """Finishes :func:`preprocess`: ``encoder(obs) == encode_preprocessed(encoder, preprocess(encoder, obs))``."""
+    return encoder.encode_codes(x) if isinstance(encoder, CodeEncoder) else encoder(x)  # type: ignore[arg-type]
 
 
 def make_encoder(space: spaces.Space, features_dim: int = 256, light: bool = False) -> Encoder:

@@ -8,8 +8,16 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
-from rove.intrinsic.base import IntrinsicModule, Normalization, seeded
-from rove.intrinsic.dynamics import EpisodeBoundaries, InverseDynamics, minibatches, require_discrete
+from rove.intrinsic.base import IntrinsicModule, Normalization, make_adam, seeded
+from rove.intrinsic.dynamics import (
+    EpisodeBoundaries,
+    Frames,
+    InverseDynamics,
+    pair_minibatches,
+    require_discrete,
+    training_frames,
+    transition_frames,
+)
 from rove.intrinsic.registry import register
 from rove.intrinsic.types import Rollout, Step, Transitions
 
@@ -66,7 +74,7 @@ class E3B(IntrinsicModule):
         with seeded(self.seed):
             self.inverse = InverseDynamics(observation_space, num_actions, features_dim, hidden)
         self.to(self.device)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        self.optimizer = make_adam(self.parameters(), lr)
         self.cov_inverse = torch.zeros(0, features_dim, features_dim, dtype=torch.float64, device=self.device)
         self.boundaries = EpisodeBoundaries()
         self.pending: list[torch.Tensor] = []  # bonuses of the steps observed since the last compute, [E] each
@@ -113,11 +121,19 @@ class E3B(IntrinsicModule):
         return bonus
 
     def _update(self, batch: Transitions) -> dict[str, float]:
+        return self._train(transition_frames(self.inverse.preprocess, batch), batch.actions)
+
+    def _update_rollout(self, rollout: Rollout, index: torch.Tensor) -> dict[str, float]:
+        # The parameter-free part of the encoder runs once over the rollout's distinct frames, not per minibatch.
+        return self._train(*training_frames(self.inverse.preprocess, rollout, index))
+
+    def _train(self, frames: Frames, actions: torch.Tensor) -> dict[str, float]:
+        """Inverse-dynamics training on the transitions of ``frames`` (preprocessed observations)."""
         total, count = 0.0, 0
         for _ in range(self.epochs):
-            for index in minibatches(len(batch), self.batch_size, self.generator, self.device):
-                part = batch.select(index)
-                loss = self.inverse.loss(self.inverse(part.obs), self.inverse(part.next_obs), part.actions)
+            for pre, index in pair_minibatches(frames, self.batch_size, self.generator, self.device):
+                phi, next_phi = self.inverse.features(pre).chunk(2)
+                loss = self.inverse.loss(phi, next_phi, actions[index])
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

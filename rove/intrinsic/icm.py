@@ -7,10 +7,21 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
-from rove.intrinsic.base import IntrinsicModule, seeded
-from rove.intrinsic.dynamics import ForwardModel, InverseDynamics, encode_rollout, minibatches, require_discrete
+from rove.intrinsic.base import IntrinsicModule, make_adam, seeded
+from rove.intrinsic.dynamics import (
+    ForwardModel,
+    Frames,
+    InverseDynamics,
+    encode_rollout,
+    obs_cat,
+    pair_minibatches,
+    require_discrete,
+    training_frames,
+    transition_frames,
+)
 from rove.intrinsic.registry import register
 from rove.intrinsic.types import Rollout, Transitions
+from rove.obs import TensorObs
 
 
 @register("icm")
@@ -59,7 +70,7 @@ class ICM(IntrinsicModule):
             self.inverse = InverseDynamics(observation_space, num_actions, features_dim, hidden)
             self.forward_model = ForwardModel(features_dim, num_actions, hidden)
         self.to(self.device)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        self.optimizer = make_adam(self.parameters(), lr)
 
     def _compute(self, rollout: Rollout) -> torch.Tensor:
         self.eval()
@@ -70,19 +81,32 @@ class ICM(IntrinsicModule):
 
     def losses(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L_inv, L_fwd)`` on a batch: action cross-entropy and ``0.5 * ||f - phi'||^2`` averaged over N."""
-        phi = self.inverse(batch.obs)
-        next_phi = self.inverse(batch.next_obs)
-        inverse_loss = self.inverse.loss(phi, next_phi, batch.actions)
-        pred = self.forward_model(phi.detach(), batch.actions)
+        pre = obs_cat([self.inverse.preprocess(batch.obs), self.inverse.preprocess(batch.next_obs)])
+        return self._losses(pre, batch.actions)
+
+    def _losses(self, pre: TensorObs, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`losses` of preprocessed ``s_t`` rows stacked on ``s_{t+1}`` rows (``[2N, ...]``): one pass of
+        the encoder over both."""
+        phi, next_phi = self.inverse.features(pre).chunk(2)
+        inverse_loss = self.inverse.loss(phi, next_phi, actions)
+        pred = self.forward_model(phi.detach(), actions)
         forward_loss = 0.5 * (pred - next_phi.detach()).pow(2).sum(1).mean()
         return inverse_loss, forward_loss
 
     def _update(self, batch: Transitions) -> dict[str, float]:
+        return self._train(transition_frames(self.inverse.preprocess, batch), batch.actions)
+
+    def _update_rollout(self, rollout: Rollout, index: torch.Tensor) -> dict[str, float]:
+        # The parameter-free part of the encoder runs once over the rollout's distinct frames, not per minibatch.
+        return self._train(*training_frames(self.inverse.preprocess, rollout, index))
+
+    def _train(self, frames: Frames, actions: torch.Tensor) -> dict[str, float]:
+        """Minibatch training on the transitions of ``frames`` (preprocessed observations), ``actions [N]``."""
         totals = {"inverse_loss": 0.0, "forward_loss": 0.0, "loss": 0.0}
         count = 0
         for _ in range(self.epochs):
-            for index in minibatches(len(batch), self.batch_size, self.generator, self.device):
-                inverse_loss, forward_loss = self.losses(batch.select(index))
+            for pre, index in pair_minibatches(frames, self.batch_size, self.generator, self.device):
+                inverse_loss, forward_loss = self._losses(pre, actions[index])
                 loss = (1.0 - self.beta) * inverse_loss + self.beta * forward_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

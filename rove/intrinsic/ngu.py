@@ -159,7 +159,7 @@ class NGU(RND):
 
     def lifelong_multiplier(self, next_obs: Any, valid: torch.Tensor) -> torch.Tensor:
         """``clip(1 + (err - mean) / std, 1, L)`` per transition, ``[T, E]``."""
-        error = self.prediction_error(next_obs).reshape(valid.shape)
+        error = self.novelty(next_obs).reshape(valid.shape)
         self.error_stats.update(error[valid])
         standardised = (error - self.error_stats.mean.float()) / self.error_stats.std.float()
         return (1.0 + standardised).clamp(1.0, self.max_multiplier)

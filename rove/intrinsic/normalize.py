@@ -86,15 +86,25 @@ class ReturnNormalizer(nn.Module):
     @torch.no_grad()
     def forward(self, rewards: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Normalises ``rewards [T, E]``; ``valid [T, E]`` excludes autoreset steps from the statistics."""
-        num_steps, num_envs = rewards.shape
+        num_envs = rewards.shape[1]
         if self.returns.shape != (num_envs,):
             self.returns = torch.zeros(num_envs, device=rewards.device, dtype=torch.float64)
-        returns = torch.empty_like(rewards, dtype=torch.float64)
-        for t in range(num_steps):
-            self.returns = self.returns * self.gamma + rewards[t].to(torch.float64)
-            returns[t] = self.returns
+        returns = torch.cat([self._accumulate(block) for block in rewards.to(torch.float64).split(RETURN_BLOCK)])
         self.rms.update(returns[valid] if valid is not None else returns)
         return (rewards / self.rms.std.to(rewards.dtype)).to(rewards.dtype)
+
+    def _accumulate(self, rewards: torch.Tensor) -> torch.Tensor:
+        """``R_t = gamma * R_{t-1} + r_t`` for a block ``rewards [B, E]`` (float64), continuing ``self.returns``;
+        one ``[B, B]`` matmul with ``gamma^(t-s)`` weights instead of a Python loop of B steps (2 ms per rollout)."""
+        steps = torch.arange(rewards.shape[0], device=rewards.device, dtype=torch.float64)
+        lag = steps[:, None] - steps[None, :]
+        decay = torch.where(lag >= 0, self.gamma ** lag.clamp(min=0), 0.0)  # [B, B] lower triangular
+        returns = decay @ rewards + (self.gamma ** (steps + 1))[:, None] * self.returns[None, :]
+        self.returns = returns[-1].clone()
+        return returns
+
+
+RETURN_BLOCK = 256  # time steps per matmul in ReturnNormalizer (bounds the [B, B] decay matrix)
 
 
 class RewardNormalizer(nn.Module):

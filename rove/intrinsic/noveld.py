@@ -59,13 +59,13 @@ class NovelD(RND):
     def _compute(self, rollout: Rollout) -> torch.Tensor:
         shape = (rollout.num_steps, rollout.num_envs)
         next_obs = obs_flatten(rollout.next_obs)
-        novelty_next = self.prediction_error(next_obs).reshape(shape)
+        novelty_next = self.novelty(next_obs).reshape(shape)
         if _follows(rollout.obs, rollout.next_obs):
             # The usual [T+1, E] buffer: s_{t+1} is next_obs[t], so only s_0's novelty is new work.
             first = self.prediction_error(obs_index(rollout.obs, 0)).reshape(1, -1)
             novelty = torch.cat([first, novelty_next[:-1]])
         else:
-            novelty = self.prediction_error(obs_flatten(rollout.obs)).reshape(shape)
+            novelty = self.novelty(obs_flatten(rollout.obs)).reshape(shape)
         counts = self.episodic.increment(
             state_keys(next_obs).reshape(shape), rollout.valid.cpu().numpy(), rollout.dones.cpu().numpy()
         )

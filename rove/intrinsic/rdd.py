@@ -27,6 +27,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from rove.encoders import encode_preprocessed
 from rove.intrinsic.registry import register
 from rove.intrinsic.rnd import RND, DistillationNetworks
 from rove.obs import TensorObs
@@ -47,10 +48,10 @@ class DistributionTargetNetworks(DistillationNetworks):
         x = self.prepare(obs)
         with torch.no_grad():
             body, mean_head = self.target[0], self.target[1]
-            features = body(x)
+            features = encode_preprocessed(body, x)
             mean = mean_head(features)
             std = self.target_std * (nn.functional.softplus(self.scale_head(features)) + 0.1)
-        return self.predictor(x), mean, std
+        return self.run(self.predictor, x), mean, std
 
 
 @register("rdd")

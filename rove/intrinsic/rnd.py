@@ -19,12 +19,15 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rove.encoders import MLPEncoder, PixelEncoder, make_encoder, suite_of
-from rove.intrinsic.base import IntrinsicModule, Normalization, seeded
+from rove.encoders import MLPEncoder, PixelEncoder, encode_preprocessed, make_encoder, preprocess, suite_of
+from rove.intrinsic.base import IntrinsicModule, Normalization, make_adam, seeded
+from rove.intrinsic.dynamics import EVAL_CHUNK, encode
 from rove.intrinsic.normalize import ObservationNormalizer
 from rove.intrinsic.registry import register
 from rove.intrinsic.types import Rollout, Transitions
-from rove.obs import TensorObs, obs_flatten, obs_index
+from rove.obs import TensorObs, obs_batch_size, obs_flatten, obs_index
+
+CATEGORICAL_EMBEDDING_DIM = 128  # RND's default output size on MiniGrid/NetHack (see RND's embedding_dim)
 
 
 class NormalizedInput(nn.Module):
@@ -92,18 +95,26 @@ class DistillationNetworks(nn.Module):
         self.target.requires_grad_(False)
 
     def prepare(self, obs: TensorObs) -> TensorObs:
-        return self.input(obs) if self.input is not None else obs
+        """The parameter-free part of both networks, computed once for the two: whitening (pixels, Box) or the
+        light encoder's preprocessing (codes, crop; target and predictor bodies preprocess alike)."""
+        x = self.input(obs) if self.input is not None else obs
+        return preprocess(self.target[0], x)
 
     def update_statistics(self, obs: TensorObs) -> None:
         if self.input is not None:
             self.input.update(obs)
 
+    @staticmethod
+    def run(network: nn.Sequential, x: TensorObs) -> torch.Tensor:
+        """``network`` (body, then the head layers) on prepared inputs ``x``."""
+        return network[1:](encode_preprocessed(network[0], x))
+
     def forward(self, obs: TensorObs) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prediction, target)``, each ``[N, embedding_dim]``; the target carries no gradient."""
         x = self.prepare(obs)
         with torch.no_grad():
-            target = self.target(x)
-        return self.predictor(x), target
+            target = self.run(self.target, x)
+        return self.run(self.predictor, x), target
 
 
 @register("rnd")
@@ -113,7 +124,10 @@ class RND(IntrinsicModule):
     Args:
         observation_space: Single-env observation space (Box or Rove's Dict).
         action_space: Single-env action space (unused).
-        embedding_dim: Output size of target and predictor (paper: 512).
+        embedding_dim: Output size of target and predictor. Default: the paper's 512 for pixels and Box
+            observations; 128 for the categorical MiniGrid and NetHack encoders, whose bodies output 128
+            features anyway (a 512-wide output there only multiplies the cost: it was a third of RND's
+            matmul time on NetHack, where the module must stay under half an env step on one CPU core).
         features_dim: Body output size of each network.
         hidden_dim: Width of the predictor's two extra layers.
         learning_rate: Adam step size of the predictor (paper: 1e-4).
@@ -131,7 +145,7 @@ class RND(IntrinsicModule):
         observation_space: spaces.Space,
         action_space: spaces.Space,
         *,
-        embedding_dim: int = 512,
+        embedding_dim: int | None = None,
         features_dim: int = 128,
         hidden_dim: int = 256,
         learning_rate: float = 1e-4,
@@ -145,6 +159,8 @@ class RND(IntrinsicModule):
         super().__init__(
             observation_space, action_space, normalize=normalize, update_proportion=update_proportion, **base_kwargs
         )
+        if embedding_dim is None:
+            embedding_dim = 512 if needs_normalization(observation_space) else CATEGORICAL_EMBEDDING_DIM
         for name, value in (("embedding_dim", embedding_dim), ("features_dim", features_dim), ("hidden_dim", hidden_dim),
                             ("num_epochs", num_epochs), ("minibatch_size", minibatch_size)):  # fmt: skip
             if not (isinstance(value, int) and value >= 1):
@@ -157,7 +173,7 @@ class RND(IntrinsicModule):
         with seeded(self.seed):
             self.networks = self._build_networks(observation_space, embedding_dim, features_dim, hidden_dim)
         self.to(self.device)
-        self.optimizer = torch.optim.Adam(self.trainable_parameters(), lr=learning_rate)
+        self.optimizer = make_adam(self.trainable_parameters(), learning_rate)
 
     # ----- what subclasses may change -----
     def _build_networks(
@@ -181,14 +197,26 @@ class RND(IntrinsicModule):
     def _warm_up(self, obs: TensorObs) -> None:
         self.networks.update_statistics(obs)
 
+    def novelty(self, obs: TensorObs) -> torch.Tensor:
+        """:meth:`prediction_error` of a large batch ``[N, ...]``, ``EVAL_CHUNK`` rows at a time: the same
+        values, with activations small enough for the allocator to reuse (see :data:`EVAL_CHUNK`)."""
+        return encode(self.prediction_error, obs, EVAL_CHUNK)
+
     def _compute(self, rollout: Rollout) -> torch.Tensor:
-        error = self.prediction_error(obs_flatten(rollout.next_obs))
+        error = self.novelty(obs_flatten(rollout.next_obs))
         return error.reshape(rollout.num_steps, rollout.num_envs)
 
     def _update(self, batch: Transitions) -> dict[str, float]:
+        return self._train_on(batch.next_obs)
+
+    def _update_rollout(self, rollout: Rollout, index: torch.Tensor) -> dict[str, float]:
+        # Only next observations train RND: copy those rows, not the whole transitions.
+        return self._train_on(obs_index(obs_flatten(rollout.next_obs), index))
+
+    def _train_on(self, next_obs: TensorObs) -> dict[str, float]:
         if self.update_obs_stats:
-            self.networks.update_statistics(batch.next_obs)
-        return {"predictor_loss": self._train_predictor(batch.next_obs, len(batch))}
+            self.networks.update_statistics(next_obs)
+        return {"predictor_loss": self._train_predictor(next_obs, obs_batch_size(next_obs))}
 
     def _train_predictor(self, obs: TensorObs, n: int) -> float:
         losses = []
