@@ -70,3 +70,43 @@ def test_values_shape_is_checked() -> None:
     ex["values"] = ex["values"][:-1]
     with pytest.raises(ValueError, match="T\\+1"):
         compute_gae(**ex, gamma=G, gae_lambda=L)
+
+
+def _reference_gae(ex: dict[str, torch.Tensor], episodic: bool) -> torch.Tensor:
+    """The textbook recursion, one env at a time in Python floats."""
+    rewards, values, terminated, dones, valid = (ex[k] for k in ("rewards", "values", "terminated", "dones", "valid"))
+    steps, envs = rewards.shape
+    adv = torch.zeros(steps, envs)
+    for e in range(envs):
+        last = 0.0
+        for t in reversed(range(steps)):
+            if episodic and not valid[t, e]:
+                last = 0.0
+                continue
+            bootstrap = 0.0 if episodic and terminated[t, e] else 1.0
+            carry = 0.0 if episodic and dones[t, e] else 1.0
+            delta = float(rewards[t, e] + G * values[t + 1, e] * bootstrap - values[t, e])
+            last = delta + G * L * carry * last
+            adv[t, e] = last
+    return adv
+
+
+@pytest.mark.parametrize("episodic", [True, False])
+def test_vectorised_recursion_matches_reference_on_a_long_random_rollout(episodic: bool) -> None:
+    gen = torch.Generator().manual_seed(0)
+    steps, envs = 64, 5
+    terminated = torch.rand(steps, envs, generator=gen) < 0.05
+    dones = terminated | (torch.rand(steps, envs, generator=gen) < 0.05)
+    valid = torch.ones(steps, envs, dtype=torch.bool)
+    valid[1:] = ~dones[:-1]  # NEXT_STEP: the step after an episode end is the autoreset step
+    ex = {
+        "rewards": torch.randn(steps, envs, generator=gen) * valid,
+        "values": torch.randn(steps + 1, envs, generator=gen),
+        "terminated": terminated,
+        "dones": dones,
+        "valid": valid,
+    }
+    assert dones.any() and terminated.any()
+    adv, ret = compute_gae(**ex, gamma=G, gae_lambda=L, episodic=episodic)
+    torch.testing.assert_close(adv, _reference_gae(ex, episodic), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ret, adv + ex["values"][:-1])

@@ -121,6 +121,16 @@ def test_autoreset_steps_are_masked_everywhere() -> None:
     assert torch.equal(buf.episode_starts[1:], ~buf.valid)
 
 
+def test_modules_observe_the_actions_taken_as_ordinary_tensors() -> None:
+    model = small_ppo(constant_vec(3), intrinsic="test_ppo_favour_action", n_steps=20)
+    model.learn(60)  # one rollout
+    module = model.intrinsic
+    assert isinstance(module, FavourAction)
+    assert torch.equal(torch.stack([s.actions for s in module.steps]), model.rollout_buffer.actions)
+    # The policy samples in inference mode; what a module keeps must still be usable with autograd.
+    assert not any(s.actions.is_inference() for s in module.steps)
+
+
 def test_rewards_enter_before_advantages() -> None:
     model = small_ppo(constant_vec(2), intrinsic="test_ppo_favour_action", n_steps=16)
     model._reset_env(0)

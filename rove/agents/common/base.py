@@ -415,7 +415,7 @@ class OnPolicyAlgorithm:
                 self.intrinsic.observe(
                     Step(
                         obs_t,
-                        actions,
+                        actions.clone(),  # a normal tensor (act's are inference tensors) the module may keep
                         obs_index(buf.obs, t + 1),
                         torch.from_numpy(dones[t]),
                         torch.from_numpy(valid[t]),

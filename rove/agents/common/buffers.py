@@ -65,11 +65,17 @@ def compute_gae(
         carry = torch.ones_like(rewards)
         keep = torch.ones_like(rewards)
     deltas = rewards + gamma * values[1:] * bootstrap - values[:-1]
-    advantages = torch.zeros_like(rewards)
+    # A_t = keep_t * (delta_t + gamma * lambda * carry_t * A_{t+1}) = own_t + decay_t * A_{t+1}: with both
+    # factors precomputed over the whole rollout, the backward recursion is one fused op per step instead
+    # of four (rows pre-split by unbind, stacked once at the end).
+    own = (deltas * keep).unbind(0)
+    decay = ((gamma * gae_lambda) * carry * keep).unbind(0)
     last = torch.zeros_like(rewards[0])
+    rows = []
     for t in range(num_steps - 1, -1, -1):
-        last = (deltas[t] + gamma * gae_lambda * carry[t] * last) * keep[t]
-        advantages[t] = last
+        last = torch.addcmul(own[t], decay[t], last)
+        rows.append(last)
+    advantages = torch.stack(rows[::-1]) if rows else torch.zeros_like(rewards)
     return advantages, advantages + values[:-1]
 
 
@@ -87,6 +93,7 @@ class RolloutBatch:
         valid: ``[B]`` bool; False samples (autoreset steps) carry no loss.
         episode_starts: ``[L, S]`` bool for sequence batches (LSTM), else None.
         lstm_state: initial ``(h, c)`` each ``[layers, S, H]`` for sequence batches, else None.
+        all_valid: every sample is valid (flat minibatches), so the loss can skip masking.
     """
 
     obs: TensorObs
@@ -100,6 +107,7 @@ class RolloutBatch:
     valid: torch.Tensor
     episode_starts: torch.Tensor | None = None
     lstm_state: tuple[torch.Tensor, torch.Tensor] | None = None
+    all_valid: bool = False
 
 
 class RolloutBuffer:
@@ -212,6 +220,7 @@ class RolloutBuffer:
                     old_values_ext=self.values_ext[:-1].reshape(-1)[idx],
                     old_values_int=self.values_int[:-1].reshape(-1)[idx],
                     valid=torch.ones(len(idx), dtype=torch.bool, device=self.device),
+                    all_valid=True,
                 )
             )
         return batches

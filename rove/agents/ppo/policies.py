@@ -98,7 +98,8 @@ class ActorCriticPolicy(nn.Module):
         return zeros, zeros.clone()
 
     def _heads(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        latent = self.mlp(latent)
+        if len(self.mlp):  # an empty Sequential is still a module call per step
+            latent = self.mlp(latent)
         return self.actor(latent), self.critic_ext(latent).squeeze(-1), self.critic_int(latent).squeeze(-1)
 
     def forward(
@@ -146,7 +147,7 @@ class ActorCriticPolicy(nn.Module):
         logits, v_ext, v_int = self._heads(torch.cat(outputs).reshape(length * num_seq, -1))
         return logits, v_ext, v_int
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(
         self,
         obs: TensorObs,
@@ -154,13 +155,27 @@ class ActorCriticPolicy(nn.Module):
         episode_starts: torch.Tensor | None = None,
         deterministic: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, LSTMState | None]:
-        """Samples actions: ``(actions [E], log_probs [E], v_ext [E], v_int [E], new_state)``."""
+        """Samples actions: ``(actions [E], log_probs [E], v_ext [E], v_int [E], new_state)``.
+
+        Runs in inference mode (no autograd bookkeeping per op, which matters at a few envs per call), so
+        the outputs are inference tensors: copy them into storage, never feed them to autograd.
+        """
         logits, v_ext, v_int, new_state = self(obs, state, episode_starts)
         # Plain tensor ops instead of torch.distributions: its argument validation costs more than the
         # network on small envs, once per env step.
         log_probs = torch.log_softmax(logits, -1)
-        actions = logits.argmax(-1) if deterministic else torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+        actions = logits.argmax(-1) if deterministic else sample_categorical(log_probs)
         return actions, log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), v_ext, v_int, new_state
+
+
+def sample_categorical(log_probs: torch.Tensor) -> torch.Tensor:
+    """One sample per row of the categorical with ``log_probs [N, A]``: ``[N]`` int64.
+
+    The exponential race: ``argmax_a p_a / X_a`` with ``X_a ~ Exp(1)`` picks ``a`` with probability ``p_a``
+    (the Gumbel-max trick, since ``-log X_a`` is Gumbel). Three element-wise ops instead of
+    ``torch.multinomial``, whose per-call setup costs more than the rest of the sampling.
+    """
+    return (log_probs.exp() / torch.empty_like(log_probs).exponential_()).argmax(-1)
 
 
 def log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,19 +12,38 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from gymnasium import spaces
 
 from rove.agents.common.base import OnPolicyAlgorithm
 from rove.agents.common.buffers import RolloutBatch
-from rove.agents.common.utils import Schedule, as_schedule, explained_variance
+from rove.agents.common.utils import Schedule, as_schedule, explained_variance, make_adam
 from rove.agents.ppo.policies import ActorCriticPolicy, log_prob_entropy
 from rove.intrinsic.base import IntrinsicModule
 
+STAT_KEYS = ("pg", "v_ext", "v_int", "ent", "kl", "clipfrac", "loss")
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the samples where ``mask [B]`` (float 0/1) is set; a plain mean when ``mask`` is None."""
+    if mask is None:
+        return x.mean()
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def normalize_advantages(adv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Whitens ``adv [B]`` over the masked samples (unbiased std, as Stable-Baselines3); unchanged if < 2 samples.
+
+    The unmasked case decides on the Python-side size, so it never waits on the device for a count.
+    """
+    if mask is None:
+        return (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
+    count = mask.sum()
+    if count <= 1:
+        return adv
+    mean = _masked_mean(adv, mask)
+    std = torch.sqrt(_masked_mean((adv - mean) ** 2, mask) * count / (count - 1))
+    return (adv - mean) / (std + 1e-8)
 
 
 class PPO(OnPolicyAlgorithm):
@@ -164,7 +183,7 @@ class PPO(OnPolicyAlgorithm):
         )
 
     def _setup_model(self) -> None:
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr_schedule(1.0), eps=1e-5)
+        self.optimizer = make_adam(self.policy.parameters(), lr=self.lr_schedule(1.0), eps=1e-5)
 
     def _minibatches(self, advantages: torch.Tensor) -> list[RolloutBatch]:
         buf = self.rollout_buffer
@@ -173,61 +192,65 @@ class PPO(OnPolicyAlgorithm):
             return buf.sample_sequences(envs_per_batch, advantages, self.generator)
         return buf.sample_batches(self.batch_size, advantages, self.generator)
 
+    def _evaluate(self, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(logits [B, A], v_ext [B], v_int [B])`` of the current policy on a minibatch."""
+        if batch.episode_starts is not None:
+            assert batch.lstm_state is not None
+            return self.policy.evaluate_sequence(batch.obs, batch.lstm_state, batch.episode_starts)
+        logits, v_ext, v_int, _ = self.policy(batch.obs)
+        return logits, v_ext, v_int
+
     def train(self) -> None:
         """``n_epochs`` passes of clipped-surrogate updates over the rollout's valid samples."""
         buf = self.rollout_buffer
         use_int = self.intrinsic is not None
         advantages = buf.combined_advantages(self.ext_coef, self.int_coef, use_int)
         clip = self.clip_range(self.progress_remaining)
+        params = list(self.policy.parameters())
         self.policy.train(True)
-        stats: dict[str, list[float]] = {k: [] for k in ("pg", "v_ext", "v_int", "ent", "kl", "clipfrac", "loss")}
+        # Per-minibatch statistics stay on the device and are read once per update: a float() per value
+        # would wait on the device after every minibatch.
+        stat_rows: list[torch.Tensor] = []
         for _ in range(self.n_epochs):
             for batch in self._minibatches(advantages):
-                if batch.episode_starts is not None:
-                    assert batch.lstm_state is not None
-                    logits, v_ext, v_int = self.policy.evaluate_sequence(
-                        batch.obs, batch.lstm_state, batch.episode_starts
-                    )
-                else:
-                    logits, v_ext, v_int, _ = self.policy(batch.obs)
-                mask = batch.valid.float()
+                logits, v_ext, v_int = self._evaluate(batch)
+                # Flat minibatches hold valid samples only; sequence minibatches mask their autoreset steps.
+                mask = None if batch.all_valid else batch.valid.float()
                 log_probs, entropies = log_prob_entropy(logits, batch.actions)
-                adv = batch.advantages
-                if self.normalize_advantage and mask.sum() > 1:
-                    mean = _masked_mean(adv, mask)
-                    std = torch.sqrt(_masked_mean((adv - mean) ** 2, mask) * mask.sum() / (mask.sum() - 1))
-                    adv = (adv - mean) / (std + 1e-8)
+                adv = normalize_advantages(batch.advantages, mask) if self.normalize_advantage else batch.advantages
                 log_ratio = log_probs - batch.old_log_probs
                 ratio = log_ratio.exp()
                 pg_loss = _masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)), mask)
                 v_ext_loss = 0.5 * _masked_mean((v_ext - batch.returns_ext) ** 2, mask)
-                v_int_loss = 0.5 * _masked_mean((v_int - batch.returns_int) ** 2, mask) if use_int else v_ext_loss * 0
                 entropy = _masked_mean(entropies, mask)
-                loss = pg_loss - self.ent_coef * entropy + self.vf_coef * (v_ext_loss + v_int_loss)
+                if use_int:
+                    v_int_loss = 0.5 * _masked_mean((v_int - batch.returns_int) ** 2, mask)
+                    value_loss = v_ext_loss + v_int_loss
+                else:
+                    v_int_loss = torch.zeros_like(v_ext_loss)
+                    value_loss = v_ext_loss
+                loss = pg_loss - self.ent_coef * entropy + self.vf_coef * value_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 with torch.no_grad():
-                    stats["pg"].append(float(pg_loss))
-                    stats["v_ext"].append(float(v_ext_loss))
-                    stats["v_int"].append(float(v_int_loss))
-                    stats["ent"].append(float(entropy))
-                    stats["kl"].append(float(_masked_mean((ratio - 1) - log_ratio, mask)))
-                    stats["clipfrac"].append(float(_masked_mean(((ratio - 1).abs() > clip).float(), mask)))
-                    stats["loss"].append(float(loss))
+                    kl = _masked_mean((ratio - 1) - log_ratio, mask)
+                    clipfrac = _masked_mean(((ratio - 1).abs() > clip).float(), mask)
+                    stat_rows.append(torch.stack([pg_loss, v_ext_loss, v_int_loss, entropy, kl, clipfrac, loss]))
+        stats = dict(zip(STAT_KEYS, torch.stack(stat_rows).mean(0).tolist(), strict=True))
         valid = buf.valid
-        self._record("train/policy_loss", float(np.mean(stats["pg"])))
-        self._record("train/value_loss", float(np.mean(stats["v_ext"])))
+        self._record("train/policy_loss", stats["pg"])
+        self._record("train/value_loss", stats["v_ext"])
         if use_int:
-            self._record("train/value_loss_int", float(np.mean(stats["v_int"])))
+            self._record("train/value_loss_int", stats["v_int"])
             self._record(
                 "train/explained_variance_int",
                 explained_variance(buf.values_int[:-1][valid], buf.returns_int[valid]),
             )
-        self._record("train/entropy", float(np.mean(stats["ent"])))
-        self._record("train/approx_kl", float(np.mean(stats["kl"])))
-        self._record("train/clip_fraction", float(np.mean(stats["clipfrac"])))
-        self._record("train/loss", float(np.mean(stats["loss"])))
+        self._record("train/entropy", stats["ent"])
+        self._record("train/approx_kl", stats["kl"])
+        self._record("train/clip_fraction", stats["clipfrac"])
+        self._record("train/loss", stats["loss"])
         self._record("train/clip_range", clip)
         self._record("train/explained_variance", explained_variance(buf.values_ext[:-1][valid], buf.returns_ext[valid]))

@@ -1,0 +1,71 @@
+"""The PPO update's fast paths equal the straightforward computations they replace."""
+
+import torch
+from gymnasium import spaces
+
+from rove.agents.common.buffers import RolloutBuffer
+from rove.agents.common.utils import make_adam
+from rove.agents.ppo.policies import sample_categorical
+from rove.agents.ppo.ppo import _masked_mean, normalize_advantages
+
+
+def test_unmasked_advantage_normalisation_equals_the_masked_one() -> None:
+    adv = torch.randn(37, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    ones = torch.ones(37)
+    torch.testing.assert_close(normalize_advantages(adv, None), normalize_advantages(adv, ones))
+    torch.testing.assert_close(_masked_mean(adv, None), _masked_mean(adv, ones))
+    # With a real mask, the valid samples are whitened by their own statistics (unbiased std).
+    mask = (torch.arange(37) % 3 != 0).float()
+    kept = adv[mask.bool()]
+    expected = (kept - kept.mean()) / (kept.std() + 1e-8)
+    torch.testing.assert_close(normalize_advantages(adv, mask)[mask.bool()], expected)
+    # A single sample is left as it is.
+    single = torch.tensor([2.5])
+    assert torch.equal(normalize_advantages(single, None), single)
+
+
+def test_sample_categorical_draws_from_the_given_probabilities() -> None:
+    probs = torch.tensor([[0.7, 0.2, 0.1, 0.0], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.05, 0.95]])
+    log_probs = probs.log()
+    torch.manual_seed(0)
+    draws = 20_000
+    samples = torch.stack([sample_categorical(log_probs) for _ in range(draws)])  # [draws, 3]
+    assert samples.dtype == torch.int64 and samples.shape == (draws, 3)
+    freq = torch.stack([torch.bincount(samples[:, row], minlength=4).float() / draws for row in range(3)])
+    torch.testing.assert_close(freq, probs, atol=0.015, rtol=0.0)
+    assert not (probs.gather(1, samples.T) == 0).any()  # zero-probability actions never come out
+
+
+def test_fused_adam_takes_the_same_steps_as_reference_adam() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    ref = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    ref.load_state_dict(net.state_dict())
+    fast = make_adam(net.parameters(), lr=1e-2, eps=1e-5)
+    slow = torch.optim.Adam(ref.parameters(), lr=1e-2, eps=1e-5, foreach=False, fused=False)
+    assert fast.defaults["fused"]
+    x = torch.randn(32, 6)
+    for _ in range(5):
+        for model, opt in ((net, fast), (ref, slow)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(net.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_flat_minibatches_hold_exactly_the_valid_samples_and_say_so() -> None:
+    steps, envs = 6, 4
+    buf = RolloutBuffer(spaces.Box(-1.0, 1.0, (2,)), steps, envs, torch.device("cpu"))
+    buf.actions.copy_(torch.arange(steps * envs).view(steps, envs))  # each sample's id
+    buf.valid[2, 1] = buf.valid[4, 3] = buf.valid[5, 0] = False
+    advantages = torch.randn(steps, envs)
+    batches = buf.sample_batches(5, advantages, torch.Generator().manual_seed(0))
+    assert all(b.all_valid and bool(b.valid.all()) for b in batches)
+    ids = torch.cat([b.actions for b in batches])
+    assert sorted(ids.tolist()) == buf.valid.reshape(-1).nonzero().squeeze(1).tolist()
+    for b in batches:
+        torch.testing.assert_close(b.advantages, advantages.reshape(-1)[b.actions])
+    # Sequence minibatches keep their autoreset steps and must be masked.
+    buf.lstm_state = (torch.zeros(1, envs, 3), torch.zeros(1, envs, 3))
+    assert not any(b.all_valid for b in buf.sample_sequences(2, advantages))
