@@ -12,6 +12,8 @@ env returns them) to features ``[N, features_dim]``. :func:`make_encoder` picks 
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
@@ -107,6 +109,43 @@ class MiniGridEncoder(Encoder):
 
 def crop_glyphs(glyphs: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:
     """``[N, size, size]`` int64 glyphs centred on (x, y); cells off the map get the extra id ``NLE_MAX_GLYPH``.
+
+    Positions are clamped onto the map first. On the CPU a numba kernel copies the window cells one by one (one
+    pass, no index tensors: ~10x faster than the torch ops at a rollout's size and far cheaper per call at a
+    policy step's); elsewhere :func:`crop_glyphs_torch` gathers them.
+    """
+    if glyphs.device.type != "cpu":
+        return crop_glyphs_torch(glyphs, x, y, size)
+    out = torch.empty((glyphs.shape[0], size, size), dtype=torch.int64)
+    _crop_into(glyphs.contiguous().numpy(), x.long().numpy(), y.long().numpy(), size, NLE_MAX_GLYPH, out.numpy())
+    return out
+
+
+@numba.njit(cache=True, inline="always")
+def window_origin(x: int, y: int, h: int, w: int, size: int) -> tuple[int, int]:
+    """Top-left ``(row, col)`` of the ``size x size`` window centred on ``(x, y)`` clamped onto an ``h x w`` map."""
+    r = size // 2
+    return min(max(y, 0), h - 1) - r, min(max(x, 0), w - 1) - r
+
+
+@numba.njit(cache=True, inline="always")
+def glyph_or_fill(glyphs: np.ndarray, i: int, row: int, col: int, fill: int) -> int:
+    """``glyphs[i, row, col]``, or ``fill`` for a cell off the map."""
+    return glyphs[i, row, col] if 0 <= row < glyphs.shape[1] and 0 <= col < glyphs.shape[2] else fill
+
+
+@numba.njit(cache=True)
+def _crop_into(glyphs: np.ndarray, x: np.ndarray, y: np.ndarray, size: int, fill: int, out: np.ndarray) -> None:
+    n, h, w = glyphs.shape
+    for i in range(n):
+        top, left = window_origin(x[i], y[i], h, w, size)
+        for a in range(size):
+            for b in range(size):
+                out[i, a, b] = glyph_or_fill(glyphs, i, top + a, left + b, fill)
+
+
+def crop_glyphs_torch(glyphs: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`crop_glyphs` in torch ops, on any device (the numba kernel's reference).
 
     Gathers ``size**2`` cells per row instead of padding the whole map (padding copies every glyph), on the
     map's own dtype: only the crop is converted to int64, not the 21x79 map.

@@ -18,6 +18,7 @@ from rove.encoders import (
     MiniGridLightEncoder,
     NetHackLightEncoder,
     crop_glyphs,
+    crop_glyphs_torch,
     encode_preprocessed,
     preprocess,
 )
@@ -60,12 +61,14 @@ def padded_crop(glyphs: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: in
     return torch.stack([padded[i, y[i] : y[i] + size, x[i] : x[i] + size] for i in range(n)])
 
 
-def test_crop_glyphs_equals_padding_the_map() -> None:
+@pytest.mark.parametrize("crop_fn", [crop_glyphs, crop_glyphs_torch], ids=["numba", "torch"])
+@pytest.mark.parametrize("size", [1, 5, 9])
+def test_crop_glyphs_equals_padding_the_map(crop_fn, size: int) -> None:
     obs = nethack_obs(64)
     x, y = obs["blstats"][:, 0], obs["blstats"][:, 1]
-    crop = crop_glyphs(obs["glyphs"], x, y, 9)
-    assert crop.dtype == torch.int64
-    torch.testing.assert_close(crop, padded_crop(obs["glyphs"], x, y, 9), rtol=0, atol=0)
+    crop = crop_fn(obs["glyphs"], x, y, size)
+    assert crop.dtype == torch.int64 and crop.shape == (64, size, size)
+    torch.testing.assert_close(crop, padded_crop(obs["glyphs"], x, y, size), rtol=0, atol=0)
 
 
 def reference_light_forward(encoder: NetHackLightEncoder | MiniGridLightEncoder, obs: dict) -> torch.Tensor:
@@ -193,6 +196,15 @@ def test_simhash_nethack_features_equal_indexing_the_code_table() -> None:
     )
     reference = module.code_values[torch.arange(codes.shape[1])[None, :], codes]
     torch.testing.assert_close(module.features(obs), reference, rtol=0, atol=0)
+
+
+def test_simhash_numba_window_kernel_equals_the_torch_ops() -> None:
+    module = SimHashCount(NETHACK, ACTIONS, seed=0, crop=7)
+    obs = nethack_obs(300, seed=3)  # positions off the map, depths past the table: both clamp
+    obs["blstats"][:5, 12] = torch.tensor([-4, 0, 1, NLE_MAX_GLYPH + 10, 50])
+    fast = module.features(obs)
+    assert fast.dtype == torch.float32 and fast.shape == (300, 7 * 7 + 1)
+    torch.testing.assert_close(fast, module._window_features_torch(obs["glyphs"], obs["blstats"]), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
