@@ -338,6 +338,18 @@ def bench_vector(suite: Suite, args: Args, vec_steps: int, repeats: int) -> list
     factories["rove_subprocess"] = partial(
         make_vec, suite.rove_id, n, mode="subprocess", num_workers=workers, copy=True, observation_keys=suite.keys
     )
+    # The same with the main process stepping the first slice itself (step_in_main): one worker fewer, no idle
+    # core while the main process waits.
+    factories["rove_in_main"] = partial(
+        make_vec,
+        suite.rove_id,
+        n,
+        mode="subprocess",
+        num_workers=workers - 1,
+        step_in_main=True,
+        copy=True,
+        observation_keys=suite.keys,
+    )
     factories["async"] = lambda: gym.vector.AsyncVectorEnv([default_fn] * n, shared_memory=True, copy=True)
 
     def reset(envs: Any, seed: int) -> None:
@@ -401,6 +413,18 @@ def bench_vector(suite: Suite, args: Args, vec_steps: int, repeats: int) -> list
             comparison=f"{label} subprocess vs SyncVectorEnv",
             baseline=f"SyncVectorEnv of gym.make({suite.rove_id!r}, observation_keys=...)",
             rove=subprocess_name,
+            target=suite.vector_target,
+            clock="wall",
+        )
+    )
+    rows.append(
+        _row(
+            results,
+            "sync",
+            "rove_in_main",
+            comparison=f"{label} subprocess, main steps a slice, vs SyncVectorEnv",
+            baseline=f"SyncVectorEnv of gym.make({suite.rove_id!r}, observation_keys=...)",
+            rove=f"RoveVectorEnv(subprocess, {workers - 1} workers + the main process) of {suite.rove_id}",
             target=suite.vector_target,
             clock="wall",
         )

@@ -326,7 +326,12 @@ class RoveVectorEnv(VectorEnv):
             contiguous slice of the envs, write observations into shared memory).
         copy: Whether ``reset``/``step`` return copies of the observation buffers.
         seed: Seeds the first ``reset()`` called without a seed (env ``i`` gets ``seed + i``) and the action space.
-        num_workers: Subprocess mode only: number of worker processes (default ``min(num_envs, cpu count)``).
+        num_workers: Subprocess mode only: number of worker processes (default ``min(num_envs, cpu count)``, one
+            fewer with ``step_in_main``).
+        step_in_main: Subprocess mode only: the main process steps the first slice of envs itself while the
+            workers step theirs, instead of idling until they answer. On a machine with as many cores as slices this
+            saves a core's worth of waiting and one pipe round trip per step; the price is isolation: an env of
+            that slice that crashes the interpreter takes the main process with it.
         context: Subprocess mode only: multiprocessing start method (default: the platform's).
         timeout: Subprocess mode only: seconds to wait for a worker's answer before raising ``TimeoutError``
             (``None``: wait as long as the worker is alive; a dead worker raises at once either way).
@@ -340,6 +345,7 @@ class RoveVectorEnv(VectorEnv):
         copy: bool = True,
         seed: int | None = None,
         num_workers: int | None = None,
+        step_in_main: bool = False,
         context: str | None = None,
         timeout: float | None = None,
     ) -> None:
@@ -357,8 +363,11 @@ class RoveVectorEnv(VectorEnv):
         self.envs: list[gym.Env] = []
         self._workers: list[tuple[mp.process.BaseProcess, Connection, int, int]] = []
 
-        if mode == "sync":
-            self.envs = [fn() for fn in env_fns]
+        slices = self._slice_sizes(mode, num_workers, step_in_main)
+        # Envs of the main process's own slice (all of them in sync mode); the workers own the other slices.
+        local = slices[0] if mode == "sync" or step_in_main else 0
+        if local:
+            self.envs = [fn() for fn in env_fns[:local]]
             probe = self.envs[0]
         else:
             # The spaces (and the shared-memory layout) must be known before the workers start.
@@ -368,7 +377,7 @@ class RoveVectorEnv(VectorEnv):
         self.metadata = {**getattr(probe, "metadata", {}), "autoreset_mode": AutoresetMode.NEXT_STEP}
         self.spec = probe.spec
         self.render_mode = probe.render_mode
-        if mode == "subprocess":
+        if not local:
             probe.close()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -392,7 +401,7 @@ class RoveVectorEnv(VectorEnv):
         self._autoreset = np.zeros(self.num_envs, dtype=np.bool_)
         self._block = (
             _EnvSlice(self.envs, 0, self._buffers, self._rewards, self._terminations, self._truncations)
-            if mode == "sync"
+            if local
             else None
         )
         self._captions = [""] * self.num_envs
@@ -400,28 +409,49 @@ class RoveVectorEnv(VectorEnv):
         self.closed = False
 
         if mode == "subprocess":
-            workers = min(self.num_envs, os.cpu_count() or 1) if num_workers is None else num_workers
-            if not 1 <= workers <= self.num_envs:
-                raise ValueError(f"num_workers must be in [1, num_envs={self.num_envs}], got {num_workers!r}")
             try:
-                self._start_workers(env_fns, workers, ctx, specs, raws, scalar_raws)
+                self._start_workers(env_fns, slices[1:] if local else slices, local, ctx, specs, raws, scalar_raws)
             except BaseException:
                 self.close()
                 raise
+
+    def _slice_sizes(self, mode: str, num_workers: int | None, step_in_main: bool) -> list[int]:
+        """Sizes of the contiguous env slices: the main process's first (sync mode or ``step_in_main``), then
+        one per worker process."""
+        n = self.num_envs
+        if mode == "sync":
+            return [n]
+        slices_in_main = int(step_in_main)
+        lowest = 1 - slices_in_main
+        if num_workers is None:
+            num_workers = max(lowest, min(n, os.cpu_count() or 1) - slices_in_main)
+        if (
+            isinstance(num_workers, bool)
+            or not isinstance(num_workers, (int, np.integer))
+            or not lowest <= num_workers <= n - slices_in_main
+        ):
+            raise ValueError(
+                f"num_workers must be in [{lowest}, {n - slices_in_main}] for {n} envs"
+                f"{' with step_in_main' if step_in_main else ''}, got {num_workers!r}"
+            )
+        bounds = np.linspace(0, n, num_workers + slices_in_main + 1).round().astype(int)
+        return np.diff(bounds).tolist()
 
     # ----------------------------------------------------------------------------------------------- workers
     def _start_workers(
         self,
         env_fns: list[EnvFn],
-        num_workers: int,
+        sizes: list[int],
+        first: int,
         ctx: Any,
         specs: list[BufferSpec],
         raws: list[Any],
         scalar_raws: tuple[Any, Any, Any],
     ) -> None:
-        bounds = np.linspace(0, self.num_envs, num_workers + 1).round().astype(int)
-        for w in range(num_workers):
-            start, stop = int(bounds[w]), int(bounds[w + 1])
+        """Starts one worker per slice size, the first owning envs ``first .. first + sizes[0] - 1``."""
+        stop = first
+        for w, size in enumerate(sizes):
+            start, stop = stop, stop + size
             parent_conn, child_conn = ctx.Pipe()
             fns = [CloudpickleWrapper(fn) for fn in env_fns[start:stop]]
             process = ctx.Process(
@@ -475,6 +505,24 @@ class RoveVectorEnv(VectorEnv):
                 answer.throw(self.num_envs)
         return answers
 
+    def _run(self, local: Callable[[_EnvSlice], Any], messages: Sequence[Any]) -> tuple[Any, list[Any]]:
+        """Sends ``messages`` to the workers, runs ``local`` on the main process's slice (if any) meanwhile, and
+        returns ``(local's result, the workers' answers)``; raises the first failure once every worker answered."""
+        self._send_all(messages)
+        result, failure = None, None
+        if self._block is not None:
+            try:
+                result = local(self._block)
+            except _EnvFailure as exc:
+                failure = exc
+        answers = [self._receive(w) for w in range(len(self._workers))]
+        if failure is not None:
+            _raise_env_error(failure.env_index, failure.error, None, self.num_envs)
+        for answer in answers:
+            if isinstance(answer, _RemoteError):
+                answer.throw(self.num_envs)
+        return result, answers
+
     # ----------------------------------------------------------------------------------------------- API
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
@@ -498,15 +546,10 @@ class RoveVectorEnv(VectorEnv):
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs: {seeds!r}")
         self._first_seed = None
         self._needs_reset = True
-        if self._block is not None:
-            try:
-                self._block.reset(seeds, options, self._captions)
-            except _EnvFailure as failure:
-                _raise_env_error(failure.env_index, failure.error, None, self.num_envs)
-        else:
-            self._send_all([("reset", (seeds[start:stop], options)) for _, _, start, stop in self._workers])
-            for (_, _, start, stop), captions in zip(self._workers, self._receive_all(), strict=True):
-                self._captions[start:stop] = captions
+        messages = [("reset", (seeds[start:stop], options)) for _, _, start, stop in self._workers]
+        _, answers = self._run(lambda block: block.reset(seeds, options, self._captions), messages)
+        for (_, _, start, stop), captions in zip(self._workers, answers, strict=True):
+            self._captions[start:stop] = captions
         self._autoreset[:] = False
         self._needs_reset = False
         infos = {"autoreset": self._autoreset.copy(), "caption": list(self._captions)}
@@ -531,17 +574,17 @@ class RoveVectorEnv(VectorEnv):
         if len(action_list) != self.num_envs:
             raise ValueError(f"step got {len(action_list)} actions for {self.num_envs} envs")
         autoreset = self._autoreset.copy()
-        if self._block is not None:
+        if not self._workers:  # every env in this process: the hot path of sync mode, no closures
+            assert self._block is not None
             try:
                 episodes = self._block.step(action_list, self._captions)
             except _EnvFailure as failure:
                 _raise_env_error(failure.env_index, failure.error, None, self.num_envs)
         else:
-            self._send_all([("step", action_list[start:stop]) for _, _, start, stop in self._workers])
-            episodes = []
-            for (_, _, start, stop), (captions, worker_episodes) in zip(
-                self._workers, self._receive_all(), strict=True
-            ):
+            messages = [("step", action_list[start:stop]) for _, _, start, stop in self._workers]
+            local, answers = self._run(lambda block: block.step(action_list, self._captions), messages)
+            episodes = list(local or ())
+            for (_, _, start, stop), (captions, worker_episodes) in zip(self._workers, answers, strict=True):
                 self._captions[start:stop] = captions
                 episodes.extend(worker_episodes)
         np.logical_or(self._terminations, self._truncations, out=self._autoreset)
@@ -559,13 +602,10 @@ class RoveVectorEnv(VectorEnv):
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Calls method ``name`` of every env (or reads the attribute if it is not callable)."""
         self._check_open()
-        if self._block is not None:
-            try:
-                return tuple(self._block.call(name, args, kwargs))
-            except _EnvFailure as failure:
-                _raise_env_error(failure.env_index, failure.error, None, self.num_envs)
-        self._send_all([("call", (name, args, kwargs))] * len(self._workers))
-        return tuple(result for answer in self._receive_all() for result in answer)
+        local, answers = self._run(
+            lambda block: block.call(name, args, kwargs), [("call", (name, args, kwargs))] * len(self._workers)
+        )
+        return tuple([*(local or ()), *(result for answer in answers for result in answer)])
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         """Reads attribute ``name`` of every env."""
@@ -633,6 +673,7 @@ def make_vec(
     seed: int | None = None,
     copy: bool = True,
     num_workers: int | None = None,
+    step_in_main: bool = False,
     env_fns: Sequence[EnvFn] | None = None,
     context: str | None = None,
     timeout: float | None = None,
@@ -647,7 +688,10 @@ def make_vec(
         mode: ``"sync"`` or ``"subprocess"``.
         seed: Seeds the first reset (env ``i`` gets ``seed + i``).
         copy: Whether ``reset``/``step`` return copies of the observation buffers (``False``: the buffers).
-        num_workers: Subprocess mode: worker processes (default ``min(num_envs, cpu count)``).
+        num_workers: Subprocess mode: worker processes (default ``min(num_envs, cpu count)``, one fewer with
+            ``step_in_main``).
+        step_in_main: Subprocess mode: the main process steps the first slice of envs itself (see
+            :class:`RoveVectorEnv`).
         env_fns: Custom env constructors instead of ``env_id``.
         context: Subprocess mode: multiprocessing start method.
         timeout: Subprocess mode: seconds to wait for a live worker before raising ``TimeoutError``.
@@ -680,7 +724,14 @@ def make_vec(
         factory = _MakeEnv(full_id, dict(env_kwargs))
         env_fns = [factory] * int(num_envs)
     return RoveVectorEnv(
-        env_fns, mode=mode, copy=copy, seed=seed, num_workers=num_workers, context=context, timeout=timeout
+        env_fns,
+        mode=mode,
+        copy=copy,
+        seed=seed,
+        num_workers=num_workers,
+        step_in_main=step_in_main,
+        context=context,
+        timeout=timeout,
     )
 
 

@@ -258,6 +258,40 @@ def test_subprocess_mode_gives_identical_results_to_sync_mode(num_workers):
     assert envs.closed and all(not process.is_alive() for process, *_ in envs._workers)
 
 
+@pytest.mark.parametrize("num_workers", [0, 1, 2])
+def test_stepping_a_slice_in_the_main_process_gives_identical_results_to_sync_mode(num_workers):
+    lengths = [2, 3, 4]
+    actions = _actions(12, 3, seed=1)
+    with make_vec(None, env_fns=_fns(lengths)) as envs:
+        sync = _rollout(envs, actions, seed=3)
+    with make_vec(None, env_fns=_fns(lengths), mode="subprocess", num_workers=num_workers, step_in_main=True) as envs:
+        assert len(envs._workers) == num_workers
+        # The main process owns the first slice: 3 envs over num_workers + 1 slices.
+        assert len(envs.envs) == [3, 2, 1][num_workers]
+        assert all(start >= len(envs.envs) for _, _, start, _ in envs._workers)
+        in_main = _rollout(envs, actions, seed=3)
+        assert envs.get_attr("length") == (2, 3, 4)
+    for a, b in zip(sync, in_main, strict=True):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_info_equal(x, y)
+    assert envs.closed and all(not process.is_alive() for process, *_ in envs._workers)
+
+
+@pytest.mark.parametrize("failing", [0, 2])
+def test_a_failure_with_a_slice_in_the_main_process_names_the_env_and_keeps_workers_in_step(failing):
+    fns = [lambda i=i: CounterEnv(length=5, fail_at=2 if i == failing else -1) for i in range(3)]
+    with make_vec(None, env_fns=fns, mode="subprocess", num_workers=1, step_in_main=True) as envs:
+        envs.reset(seed=0)
+        envs.step(np.zeros(3, dtype=int))
+        with pytest.raises(VectorEnvError, match=rf"env {failing} \(of 3\) raised ValueError: boom") as info:
+            envs.step(np.zeros(3, dtype=int))
+        assert info.value.env_index == failing
+        # Every worker answered before the error was raised: the pipes still pair commands with answers.
+        obs, _ = envs.reset(seed=0)
+        assert obs["pos"].shape == (3, 1)
+
+
 def test_worker_crash_raises_a_clear_error_without_hanging():
     fns = [lambda: CounterEnv(length=5), lambda: CounterEnv(length=5, crash_at=2)]
     envs = make_vec(None, env_fns=fns, mode="subprocess", num_workers=2)
@@ -322,6 +356,10 @@ def test_bad_arguments_get_clear_errors():
         make_vec(None, 3, env_fns=_fns([2, 2]))
     with pytest.raises(ValueError, match="num_workers must be in"):
         make_vec(None, env_fns=_fns([2, 2]), mode="subprocess", num_workers=3)
+    with pytest.raises(ValueError, match=r"num_workers must be in \[0, 1\] for 2 envs with step_in_main, got 2"):
+        make_vec(None, env_fns=_fns([2, 2]), mode="subprocess", num_workers=2, step_in_main=True)
+    with pytest.raises(ValueError, match=r"num_workers must be in \[1, 2\] for 2 envs, got 0"):
+        make_vec(None, env_fns=_fns([2, 2]), mode="subprocess", num_workers=0)
     text_env = lambda: gym.make("MiniGrid-Empty-5x5-v0")  # noqa: E731  (its "mission" is a Text space)
     with pytest.raises(TypeError, match="observation key 'mission'"):
         make_vec(None, env_fns=[text_env])
