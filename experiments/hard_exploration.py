@@ -36,6 +36,7 @@ import torch
 
 from rove.agents import PPO
 from rove.experiments.args import parse_dataclass_args
+from rove.experiments.report import label_steps_axis
 
 METHODS = {"ppo": None, "ppo+count": "count", "ppo+rnd": "rnd"}
 
@@ -152,7 +153,7 @@ def plot(curves: dict[str, list[np.ndarray]], args: Args, path: Path) -> None:
         stack = np.stack(runs)
         ax.plot(x, stack.mean(0), label=f"{method} ({len(runs)} seeds)")
         ax.fill_between(x, stack.min(0), stack.max(0), alpha=0.2)
-    ax.set_xlabel("env steps")
+    label_steps_axis(ax)
     ax.set_ylabel("episode return")
     ax.set_title(args.env_id)
     ax.legend()

@@ -201,7 +201,7 @@ def plot_curves(
             mean, low, high = _curve_band(curves)
             (line,) = ax.plot(x, mean, label=f"{group.method} ({len(group.runs)} runs)")
             ax.fill_between(x, low, high, alpha=0.2, color=line.get_color())
-        ax.set_xlabel("env steps")
+        label_steps_axis(ax)
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
     axes[0][0].set_title(groups[0].env_id)
@@ -211,6 +211,22 @@ def plot_curves(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def short_count(value: float) -> str:
+    """``1500 -> "1.5k"``, ``2_000_000 -> "2M"``: tick labels that do not run into each other."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.4g}{suffix}"
+    return f"{value:.4g}"
+
+
+def label_steps_axis(ax: Any) -> None:
+    """Labels a plot's x axis as env steps, with short tick labels (``50k``, ``1.2M``)."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xlabel("env steps")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: short_count(value)))
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -171,3 +171,17 @@ def test_report_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no finished run folders" in capsys.readouterr().err
+
+
+def test_step_ticks_are_short_labels() -> None:
+    from rove.experiments.report import short_count
+
+    assert [short_count(v) for v in (0, 999, 1500, 50_000, 125_000, 1_000_000, 2_500_000)] == [
+        "0",
+        "999",
+        "1.5k",
+        "50k",
+        "125k",
+        "1M",
+        "2.5M",
+    ]
