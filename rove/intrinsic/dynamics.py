@@ -61,7 +61,20 @@ def encode(encoder: Callable[[TensorObs], torch.Tensor], obs: TensorObs, chunk: 
 def shares_frames(rollout: Rollout) -> bool:
     """Whether ``next_obs[t] == obs[t + 1]`` everywhere, as when both are views of one ``[T+1, E]`` buffer
     (NEXT_STEP autoreset keeps this true across episode ends)."""
-    return all(torch.equal(o[1:], n[:-1]) for o, n in _leaf_pairs(rollout))
+    return all(_same_memory(o[1:], n[:-1]) or torch.equal(o[1:], n[:-1]) for o, n in _leaf_pairs(rollout))
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors are the same view of the same storage (so equal without reading them): how an agent's
+    rollout buffer hands out ``obs`` and ``next_obs``. Comparing NetHack's glyph maps element by element costs
+    more than a light encoder's forward pass."""
+    return (
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.device == b.device
+        and a.data_ptr() == b.data_ptr()
+        and a.stride() == b.stride()
+    )
 
 
 def _leaf_pairs(rollout: Rollout) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -75,6 +75,9 @@ def test_shared_frames_are_encoded_once_with_the_same_features() -> None:
     dones, valid = torch.zeros(4, 3, dtype=torch.bool), torch.ones(4, 3, dtype=torch.bool)
     shared = box_rollout(obs, torch.zeros(4, 3, dtype=torch.long), dones, valid)
     assert shares_frames(shared)
+    # Equal frames in separate memory share too (found by comparing them rather than by their storage).
+    copied = Rollout(shared.obs.clone(), shared.actions, shared.next_obs.clone(), shared.rewards, dones, valid)
+    assert shares_frames(copied)
     apart = Rollout(shared.obs, shared.actions, shared.next_obs + 0.1, shared.rewards, dones, valid)
     assert not shares_frames(apart)
     with torch.no_grad():
