@@ -29,6 +29,7 @@ import multiprocessing as mp
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
@@ -39,7 +40,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import CloudpickleWrapper, batch_space
-from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
 from rove.envs.core import BufferedStep
 from rove.envs.registration import check_env_id
@@ -103,6 +104,23 @@ def _views(specs: Sequence[BufferSpec], raws: Sequence[Any], num_envs: int) -> l
         (key, np.frombuffer(raw, dtype=dtype).reshape((num_envs, *shape)))
         for (key, dtype, shape), raw in zip(specs, raws, strict=True)
     ]
+
+
+def _warn_if_time_limited(env: gym.Env) -> None:
+    """Warns when Gymnasium's ``TimeLimit`` wraps a Rove env: its truncations carry no ``info["episode"]``."""
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, TimeLimit) and type(env.unwrapped).__module__.startswith("rove."):
+            name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+            warnings.warn(
+                f"{name}: max_episode_steps={layer._max_episode_steps} made Gymnasium wrap the env in TimeLimit, "
+                "whose truncations carry no info['episode'] (those episodes never reach the logs); pass "
+                f"max_steps={layer._max_episode_steps} instead to use the env's own step limit",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
+        layer = layer.env
 
 
 def _step_target(env: gym.Env) -> gym.Env:
@@ -372,6 +390,7 @@ class RoveVectorEnv(VectorEnv):
         else:
             # The spaces (and the shared-memory layout) must be known before the workers start.
             probe = env_fns[0]()
+        _warn_if_time_limited(probe)
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
         self.metadata = {**getattr(probe, "metadata", {}), "autoreset_mode": AutoresetMode.NEXT_STEP}

@@ -543,3 +543,26 @@ def test_buffered_staircase_keeps_the_final_observation_and_the_descend_caption(
             assert decode_captions(obs["caption"]) == infos["caption"]
             assert "You descend the stairs." in infos["caption"][0]
         assert terminated[0] and reward[0] > 0.9 and infos["episode"]["end_reason"][0] == "task_successful"
+
+
+@pytest.mark.parametrize("env_id", ["Rove/NetHackScore-v0", "Rove/MiniGrid-DoorKey-5x5-v0", "Rove/CrafterReward-v1"])
+def test_max_steps_is_each_suites_own_limit_and_ends_with_episode_statistics(env_id):
+    env = gym.make(env_id, max_steps=7)
+    env.reset(seed=0)
+    for t in range(1, 8):
+        _, _, terminated, truncated, info = env.step(0)  # 0 never ends these episodes within 7 steps
+        assert not terminated
+        assert truncated == (t == 7)
+    assert info["episode"]["l"] == 7
+    env.close()
+
+
+def test_a_gymnasium_time_limit_around_a_rove_env_warns_and_names_max_steps():
+    with pytest.warns(UserWarning, match=r"TimeLimit.*pass max_steps=9"):
+        make_vec("Rove/MiniGrid-DoorKey-5x5-v0", 1, max_episode_steps=9).close()
+    from rove.envs.nethack.env import NetHackEnv
+
+    with pytest.raises(TypeError, match="max_steps or max_episode_steps, not both"):
+        NetHackEnv("NetHackScore", max_steps=5, max_episode_steps=6)
+    with pytest.raises(ValueError, match="max_steps must be a positive int"):
+        gym.make("Rove/NetHackScore-v0", max_steps=0)

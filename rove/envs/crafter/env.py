@@ -48,7 +48,7 @@ DEFAULT_KEYS = ("image", CAPTION, STATE_KEY)
 ACHIEVEMENTS: tuple[str, ...] = tuple(crafter_constants.achievements)
 INVENTORY_ITEMS: tuple[str, ...] = tuple(crafter_constants.items)
 NUM_ACTIONS = len(crafter_constants.actions)
-_CONSTRUCTOR_ARGS = ("reward", "observation_keys", "size", "area", "view", "length", "render_mode")
+_CONSTRUCTOR_ARGS = ("reward", "observation_keys", "size", "area", "view", "length", "max_steps", "render_mode")
 
 
 class _CrafterCore(crafter.Env):
@@ -116,6 +116,9 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         view: local view in cells (int or pair; 9 as in the paper, the bottom rows show the inventory).
         length: step limit of an episode (truncation), ``None`` for none.
         render_mode: ``None`` or ``"rgb_array"``.
+        max_steps: same as ``length`` (overrides it): the step-limit name every Rove suite shares, since
+            ``gym.make(id, max_episode_steps=N)`` adds Gymnasium's ``TimeLimit``, whose truncations carry no
+            episode statistics.
 
     Observation (a ``Dict`` with the requested keys):
         ``image``: uint8 ``[size, size, 3]``. ``inventory``: int32 ``[16]``, Crafter's inventory in the order
@@ -140,8 +143,11 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         view: int | tuple[int, int] = 9,
         length: int | None = 10000,
         render_mode: str | None = None,
+        max_steps: int | None = None,
         **unknown: Any,
     ) -> None:
+        if max_steps is not None:  # the name every Rove suite shares for the episode's step limit
+            length = max_steps
         if unknown:
             raise TypeError(f"CrafterEnv: unknown keyword argument(s) {sorted(unknown)}; accepted: {_CONSTRUCTOR_ARGS}")
         if length is not None and (not isinstance(length, int | np.integer) or length <= 0):

@@ -108,6 +108,8 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
             ``None`` gives ``("image", "direction", "caption", "state_key")``.
         **minigrid_kwargs: passed to the minigrid env's constructor (``max_steps``, ``agent_view_size``,
             ``render_mode``, ``size``, ...). Unknown names raise a TypeError listing the accepted ones.
+            ``max_steps`` is the step-limit name every Rove suite shares (``gym.make(id, max_episode_steps=N)``
+            adds Gymnasium's ``TimeLimit`` instead, whose truncations carry no episode statistics).
 
     Observation (a ``Dict`` with the requested keys):
         ``image``: uint8 ``[V, V, 3]`` encoded egocentric view (object, colour, state codes), V the agent's

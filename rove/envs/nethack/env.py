@@ -160,12 +160,13 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         copy_obs: if True (default) every observation holds fresh arrays. If False the same dict and arrays
             are returned and overwritten at each step (nle's own behaviour, no copies): for vector envs
             that copy into their own buffers anyway.
-        **nle_kwargs: passed to nle's task class: ``character``, ``max_episode_steps``, ``penalty_step``,
-            ``allow_all_yn_questions``, ``save_ttyrec_every``/``savedir``, ... (see
-            ``rove.envs.nethack.tasks.task_kwargs(task)``). ``fix_moon_phase`` defaults to True here.
-            Note: ``gym.make(id, max_episode_steps=N)`` is consumed by ``gym.make`` itself, which adds
-            Gymnasium's ``TimeLimit`` (a truncation without ``info["episode"]``); nle's own limit (default
-            5000) is set by constructing ``NetHackEnv(task, max_episode_steps=N)``.
+        max_steps: nle's step limit of an episode (default 5000; reaching it is a truncation with
+            ``info["episode"]``). The name every Rove suite shares: ``gym.make(id, max_steps=N)``. (nle calls it
+            ``max_episode_steps``, which ``gym.make`` keeps for itself: there it adds Gymnasium's ``TimeLimit``,
+            whose truncations carry no episode statistics and leave nle's game running.)
+        **nle_kwargs: passed to nle's task class: ``character``, ``penalty_step``, ``allow_all_yn_questions``,
+            ``save_ttyrec_every``/``savedir``, ... (see ``rove.envs.nethack.tasks.task_kwargs(task)``).
+            ``fix_moon_phase`` defaults to True here.
 
     Raises:
         ValueError: unknown task or observation key.
@@ -180,6 +181,7 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         observation_keys: Sequence[str] | None = None,
         render_mode: str | None = None,
         copy_obs: bool = True,
+        max_steps: int | None = None,
         **nle_kwargs: Any,
     ) -> None:
         if task not in TASKS:
@@ -187,6 +189,12 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             hint = f" Did you mean {close}?" if close else ""
             raise ValueError(f"NetHackEnv: unknown task {task!r}.{hint} Valid tasks: {list(TASKS)}")
         name = f"NetHackEnv({task})"
+        if max_steps is not None:
+            if "max_episode_steps" in nle_kwargs:
+                raise TypeError(f"{name}: pass max_steps or max_episode_steps, not both")
+            if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps <= 0:
+                raise ValueError(f"{name}: max_steps must be a positive int, got {max_steps!r}")
+            nle_kwargs["max_episode_steps"] = int(max_steps)
         valid = task_kwargs(task)
         for key in nle_kwargs:
             if key not in valid:
