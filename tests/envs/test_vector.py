@@ -241,37 +241,24 @@ def test_copy_false_returns_the_internal_buffers_and_copy_true_returns_copies():
         np.testing.assert_array_equal(obs1["pos"], before + 1)
 
 
-@pytest.mark.parametrize("num_workers", [1, 2, 3])
-def test_subprocess_mode_gives_identical_results_to_sync_mode(num_workers):
+@pytest.mark.parametrize(
+    ("num_workers", "step_in_main"), [(1, False), (2, False), (3, False), (0, True), (1, True), (2, True)]
+)
+def test_subprocess_mode_gives_identical_results_to_sync_mode(num_workers, step_in_main):
     lengths = [2, 3, 4]
     actions = _actions(12, 3, seed=1)
     with make_vec(None, env_fns=_fns(lengths)) as envs:
         sync = _rollout(envs, actions, seed=3)
-    with make_vec(None, env_fns=_fns(lengths), mode="subprocess", num_workers=num_workers) as envs:
+    with make_vec(
+        None, env_fns=_fns(lengths), mode="subprocess", num_workers=num_workers, step_in_main=step_in_main
+    ) as envs:
         assert len(envs._workers) == num_workers
+        # With step_in_main the main process owns the first slice: 3 envs over num_workers + 1 slices.
+        assert len(envs.envs) == ([3, 2, 1][num_workers] if step_in_main else 0)
+        assert all(start >= len(envs.envs) for _, _, start, _ in envs._workers)
         subproc = _rollout(envs, actions, seed=3)
         assert envs.get_attr("length") == (2, 3, 4)
     for a, b in zip(sync, subproc, strict=True):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            _assert_info_equal(x, y)
-    assert envs.closed and all(not process.is_alive() for process, *_ in envs._workers)
-
-
-@pytest.mark.parametrize("num_workers", [0, 1, 2])
-def test_stepping_a_slice_in_the_main_process_gives_identical_results_to_sync_mode(num_workers):
-    lengths = [2, 3, 4]
-    actions = _actions(12, 3, seed=1)
-    with make_vec(None, env_fns=_fns(lengths)) as envs:
-        sync = _rollout(envs, actions, seed=3)
-    with make_vec(None, env_fns=_fns(lengths), mode="subprocess", num_workers=num_workers, step_in_main=True) as envs:
-        assert len(envs._workers) == num_workers
-        # The main process owns the first slice: 3 envs over num_workers + 1 slices.
-        assert len(envs.envs) == [3, 2, 1][num_workers]
-        assert all(start >= len(envs.envs) for _, _, start, _ in envs._workers)
-        in_main = _rollout(envs, actions, seed=3)
-        assert envs.get_attr("length") == (2, 3, 4)
-    for a, b in zip(sync, in_main, strict=True):
         assert len(a) == len(b)
         for x, y in zip(a, b, strict=True):
             _assert_info_equal(x, y)
