@@ -22,6 +22,7 @@ from rove.experiments.crafter_score import ACHIEVEMENTS, PUBLISHED_SCORES, craft
 from rove.experiments.runs import Run, episode_metrics, find_runs
 
 IQM_MIN_RUNS = 4
+SOLVED_SUCCESS = 0.5  # a run "solves" a sparse task when its final success rate is above this
 CONFIDENCE = 0.95
 # (key in episode_metrics, column title), in table order; a column appears when any run has the key.
 METRICS: tuple[tuple[str, str], ...] = (
@@ -240,10 +241,15 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def results_markdown(groups: Sequence[Group], budget: int | None = None) -> str:
     """The main table: a row per env x method, ``mean [95% CI]`` per metric, IQM of the first metric."""
     keys = [(k, t) for k, t in METRICS if any(k in g.metrics for g in groups)]
-    header = ["env", "method", "runs", *[f"{t} mean [95% CI]" for _, t in keys], "IQM final return"]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 3 + ["---:"] * (len(keys) + 1)) + " |"]
+    # Sparse-reward tasks are won or lost per seed: say in how many runs the agent ends up solving the task.
+    solved = any("final_success" in g.metrics for g in groups)
+    header = ["env", "method", "runs", *(["solved"] if solved else []), *[f"{t} mean [95% CI]" for _, t in keys]]
+    header.append("IQM final return")
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + " |"]
     for g in groups:
         cells = [g.env_id, g.method, str(len(g.runs))]
+        if solved:
+            cells.append(f"{solved_runs(g)} / {len(g.runs)}" if "final_success" in g.metrics else "")
         cells += [g.metrics[k].text() if k in g.metrics else "" for k, _ in keys]
         ret = g.metrics.get("final_return")
         cells.append(_fmt(ret.iqm) if ret is not None and ret.iqm is not None else "")
@@ -252,8 +258,14 @@ def results_markdown(groups: Sequence[Group], budget: int | None = None) -> str:
         f"Final metrics: mean over each run's last 10% of training episodes"
         f"{f' within {budget} env steps' if budget else ''}; 95% percentile-bootstrap CI of the mean over runs"
         f" (seeds); IQM only where a method has >= {IQM_MIN_RUNS} runs."
+        + (f" Solved: runs whose final success rate is above {SOLVED_SUCCESS}." if solved else "")
     )
     return "\n".join([*lines, "", note])
+
+
+def solved_runs(group: Group) -> int:
+    """How many of the group's runs end with a final success rate above :data:`SOLVED_SUCCESS`."""
+    return sum(1 for m in group.run_metrics if m.get("final_success", 0.0) > SOLVED_SUCCESS)
 
 
 def crafter_markdown(groups: Sequence[Group]) -> str:

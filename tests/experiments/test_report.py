@@ -141,6 +141,9 @@ def test_report_tables_curves_and_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     rep = tmp_path / "rep"
     text = (rep / "report.md").read_text()
     assert f"| {env} | count | 4 |" in text and f"| {env} | none | 2 |" in text  # the unfinished run is left out
+    # Runs that end above 0.5 success are counted as solved; NetHack logs no success, so its cell stays empty.
+    assert f"| {env} | count | 4 | 4 / 4 |" in text and f"| {env} | none | 2 | 0 / 2 |" in text
+    assert "| Rove/NetHackScore-v0 | none | 1 |  |" in text
     assert "1 unfinished run folder(s) left out" in text and "NetHack score" in text
     rows = list(csv.DictReader((rep / "results.csv").read_text().splitlines()))
     assert {(r["env"], r["method"]) for r in rows} == {(env, "count"), (env, "none"), ("Rove/NetHackScore-v0", "none")}
