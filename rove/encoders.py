@@ -121,27 +121,19 @@ def crop_glyphs(glyphs: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: in
     return out
 
 
-@numba.njit(cache=True, inline="always")
-def window_origin(x: int, y: int, h: int, w: int, size: int) -> tuple[int, int]:
-    """Top-left ``(row, col)`` of the ``size x size`` window centred on ``(x, y)`` clamped onto an ``h x w`` map."""
-    r = size // 2
-    return min(max(y, 0), h - 1) - r, min(max(x, 0), w - 1) - r
-
-
-@numba.njit(cache=True, inline="always")
-def glyph_or_fill(glyphs: np.ndarray, i: int, row: int, col: int, fill: int) -> int:
-    """``glyphs[i, row, col]``, or ``fill`` for a cell off the map."""
-    return glyphs[i, row, col] if 0 <= row < glyphs.shape[1] and 0 <= col < glyphs.shape[2] else fill
-
-
 @numba.njit(cache=True)
 def _crop_into(glyphs: np.ndarray, x: np.ndarray, y: np.ndarray, size: int, fill: int, out: np.ndarray) -> None:
+    # Written out in one loop nest: factoring the bounds test into inlined helpers made numba's code 15x slower.
     n, h, w = glyphs.shape
+    r = size // 2
     for i in range(n):
-        top, left = window_origin(x[i], y[i], h, w, size)
+        top = min(max(y[i], 0), h - 1) - r
+        left = min(max(x[i], 0), w - 1) - r
         for a in range(size):
+            row = top + a
             for b in range(size):
-                out[i, a, b] = glyph_or_fill(glyphs, i, top + a, left + b, fill)
+                col = left + b
+                out[i, a, b] = glyphs[i, row, col] if 0 <= row < h and 0 <= col < w else fill
 
 
 def crop_glyphs_torch(glyphs: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from gymnasium import spaces
 from rove.encoders import MINIGRID_CODES, NLE_MAX_GLYPH, crop_glyphs, suite_of
 from rove.envs.core import CAPTION, STATE_KEY
 from rove.intrinsic.base import IntrinsicModule, Normalization
-from rove.intrinsic.kernels import CountTable, EpisodicCountTables, glyph_window_features, hash_rows, obs_bytes
+from rove.intrinsic.kernels import CountTable, EpisodicCountTables, hash_rows, obs_bytes
 from rove.intrinsic.registry import register
 from rove.intrinsic.types import Rollout
 from rove.obs import TensorObs, obs_flatten
@@ -229,13 +229,11 @@ class SimHashCount(_CountModule):
         if self.kind == "nethack":
             assert isinstance(obs, dict)
             blstats = obs["blstats"]
-            if blstats.device.type != "cpu":
-                return self._window_features_torch(obs["glyphs"], blstats)
-            bl = blstats.numpy()
-            features = glyph_window_features(
-                obs["glyphs"].numpy(), bl[:, 0], bl[:, 1], bl[:, 12], self.crop, self.code_values.numpy()
-            )
-            return torch.from_numpy(features)
+            # Gather only the window (padding the whole map first costs more than the projection).
+            window = crop_glyphs(obs["glyphs"], blstats[:, 0], blstats[:, 1], self.crop).flatten(1)
+            # NLE_BL_DEPTH (12): the same surroundings on another level are another state.
+            depth = blstats[:, 12:13].long().clamp(0, NLE_MAX_GLYPH)
+            return self._code_features(torch.cat([window, depth], dim=1))
         if self.kind == "minigrid":
             image = obs["image"] if isinstance(obs, dict) else obs
             codes = image.long().reshape(image.shape[0], -1).clamp(0, MINIGRID_CODES - 1)
@@ -245,14 +243,6 @@ class SimHashCount(_CountModule):
             return self._code_features(codes)
         leaves = [obs[k] for k in self.dense_keys] if isinstance(obs, dict) else [obs]
         return torch.cat([leaf.reshape(leaf.shape[0], -1).float() for leaf in leaves], dim=1)
-
-    def _window_features_torch(self, glyphs: torch.Tensor, blstats: torch.Tensor) -> torch.Tensor:
-        """The NetHack features on any device, in torch ops (the numba kernel's reference)."""
-        # Gather only the window (padding the whole map first costs more than the projection).
-        window = crop_glyphs(glyphs, blstats[:, 0], blstats[:, 1], self.crop).flatten(1)
-        # NLE_BL_DEPTH (12): the same surroundings on another level are another state.
-        depth = blstats[:, 12:13].long().clamp(0, NLE_MAX_GLYPH)
-        return self._code_features(torch.cat([window, depth], dim=1))
 
     def _code_features(self, codes: torch.Tensor) -> torch.Tensor:
         """``code_values[p, codes[:, p]]`` for each position p: ``[N, P]`` int64 -> ``[N, P]`` float32, as one

@@ -10,8 +10,6 @@ the open-addressing table here 100M+ on one core), so they live here:
   :func:`count_keys_reference` is the Python-dict equivalent.
 - :class:`EpisodicCountTables` holds one table per env, cleared at episode ends, counting a ``[T, E]``
   block in time order; :func:`count_episodic_reference` is the dict equivalent.
-- :func:`glyph_window_features` gathers SimHash's per-(position, glyph) values over a NetHack glyph window in
-  one pass; :meth:`rove.intrinsic.counts.SimHashCount.features` on torch ops is its reference.
 
 Counting order is sequential (time-major): the n-th occurrence of a key in the input gets count n.
 """
@@ -23,8 +21,6 @@ from typing import Any
 import numba
 import numpy as np
 import torch
-
-from rove.encoders import glyph_or_fill, window_origin
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -103,54 +99,6 @@ def obs_bytes(obs: Any, batch_dims: int = 1, skip: tuple[str, ...] = ()) -> np.n
         n = int(np.prod(arr.shape[:batch_dims]))
         parts.append(np.ascontiguousarray(arr).reshape(n, -1).view(np.uint8).reshape(n, -1))
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-
-# ----- SimHash features -----
-@numba.njit(cache=True)
-def _glyph_window_features(
-    glyphs: np.ndarray, x: np.ndarray, y: np.ndarray, depth: np.ndarray, size: int, table: np.ndarray, out: np.ndarray
-) -> None:
-    n, h, w = glyphs.shape
-    last = table.shape[1] - 1  # the off-map code; every code is clamped to the table, never read past it
-    for i in range(n):
-        top, left = window_origin(x[i], y[i], h, w, size)
-        p = 0
-        for a in range(size):
-            for b in range(size):
-                code = glyph_or_fill(glyphs, i, top + a, left + b, last)
-                out[i, p] = table[p, min(max(code, 0), last)]
-                p += 1
-        out[i, p] = table[p, min(max(depth[i], 0), last)]
-
-
-def glyph_window_features(
-    glyphs: np.ndarray, x: np.ndarray, y: np.ndarray, depth: np.ndarray, size: int, table: np.ndarray
-) -> np.ndarray:
-    """SimHash's NetHack features: ``table[p, code_p]`` over a ``size x size`` glyph window, then the depth.
-
-    Args:
-        glyphs: ``int16 [N, 21, 79]`` glyph maps.
-        x, y: ``int64 [N]`` agent positions (clamped onto the map, as :func:`rove.encoders.crop_glyphs` does).
-        depth: ``int64 [N]`` dungeon depths (clamped to the table's codes).
-        size: Odd window side; cells off the map get the last code, ``table.shape[1] - 1``, as in
-            :func:`rove.encoders.crop_glyphs` (whose window walk this shares).
-        table: ``float32 [size * size + 1, C]`` value of each code at each position.
-
-    Returns:
-        ``float32 [N, size * size + 1]``. One pass over the window cells instead of a dozen full-size torch ops
-        (index arithmetic, gather, mask, lookup): 5-6x faster on one CPU core.
-    """
-    out = np.empty((glyphs.shape[0], size * size + 1), dtype=np.float32)
-    _glyph_window_features(
-        np.ascontiguousarray(glyphs),
-        np.ascontiguousarray(x, dtype=np.int64),
-        np.ascontiguousarray(y, dtype=np.int64),
-        np.ascontiguousarray(depth, dtype=np.int64),
-        size,
-        np.ascontiguousarray(table, dtype=np.float32),
-        out,
-    )
-    return out
 
 
 # ----- counting -----

@@ -198,15 +198,6 @@ def test_simhash_nethack_features_equal_indexing_the_code_table() -> None:
     torch.testing.assert_close(module.features(obs), reference, rtol=0, atol=0)
 
 
-def test_simhash_numba_window_kernel_equals_the_torch_ops() -> None:
-    module = SimHashCount(NETHACK, ACTIONS, seed=0, crop=7)
-    obs = nethack_obs(300, seed=3)  # positions off the map, depths past the table: both clamp
-    obs["blstats"][:5, 12] = torch.tensor([-4, 0, 1, NLE_MAX_GLYPH + 10, 50])
-    fast = module.features(obs)
-    assert fast.dtype == torch.float32 and fast.shape == (300, 7 * 7 + 1)
-    torch.testing.assert_close(fast, module._window_features_torch(obs["glyphs"], obs["blstats"]), rtol=0, atol=0)
-
-
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [("icm", {}), ("disagreement", {}), ("disagreement", {"features": "inverse"}), ("rnd", {}), ("e3b", {})],
