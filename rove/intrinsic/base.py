@@ -191,6 +191,15 @@ class IntrinsicModule(nn.Module):
         frames once instead."""
         return self._update(rollout.flatten().select(index))
 
+    @property
+    def observes_steps(self) -> bool:
+        """Whether :meth:`observe` does anything with the steps it is shown (episodic memory).
+
+        Agents skip the call when it does not: building and validating a ``Step`` at every env step costs more
+        than a count module's whole compute, and :meth:`compute` validates the rollout's observations anyway.
+        """
+        return type(self).observe is not IntrinsicModule.observe or self._has_episodic_memory()
+
     def _has_episodic_memory(self) -> bool:
         """Whether ``observe`` must reach ``_observe`` (a subclass overrides it)."""
         return type(self)._observe is not IntrinsicModule._observe

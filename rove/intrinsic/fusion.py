@@ -129,7 +129,11 @@ class Fusion(IntrinsicModule):
 
     def _observe(self, step: Step) -> None:
         for _, member in self.member_items():
-            member.observe(step)
+            if member.observes_steps:
+                member.observe(step)
+
+    def _has_episodic_memory(self) -> bool:
+        return any(member.observes_steps for _, member in self.member_items())
 
     def _compute(self, rollout: Rollout) -> torch.Tensor:
         rewards = torch.stack(

@@ -9,6 +9,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
+import rove.intrinsic as ri
 from rove.agents import PPO
 from rove.intrinsic import IntrinsicModule, Transitions, register
 from rove.intrinsic.types import Rollout, Step
@@ -54,6 +55,13 @@ class FavourAction(IntrinsicModule):
     def _update(self, batch: Transitions) -> dict[str, float]:
         self.updated += len(batch)
         return {"loss": 0.0}
+
+
+@register("test_ppo_memoryless")
+class Memoryless(FavourAction):
+    """FavourAction without episodic memory."""
+
+    _observe = IntrinsicModule._observe
 
 
 def small_ppo(env, **kwargs) -> PPO:
@@ -129,6 +137,28 @@ def test_modules_observe_the_actions_taken_as_ordinary_tensors() -> None:
     assert torch.equal(torch.stack([s.actions for s in module.steps]), model.rollout_buffer.actions)
     # The policy samples in inference mode; what a module keeps must still be usable with autograd.
     assert not any(s.actions.is_inference() for s in module.steps)
+
+
+def test_only_modules_with_episodic_memory_are_shown_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rove.agents.common.base as agent_base
+
+    built: list[Step] = []
+    monkeypatch.setattr(agent_base, "Step", lambda *args: built.append(Step(*args)) or built[-1])
+    seen = small_ppo(constant_vec(2), intrinsic="test_ppo_favour_action", n_steps=16)
+    seen.learn(32)
+    assert seen.intrinsic.observes_steps and len(seen.intrinsic.steps) == len(built) == 16
+    built.clear()
+    skipped = small_ppo(constant_vec(2), intrinsic="test_ppo_memoryless", n_steps=16)
+    skipped.learn(32)
+    assert not skipped.intrinsic.observes_steps
+    assert built == [] and skipped.intrinsic.updated > 0  # no Step built per env step; still computed and trained
+    # Built-in modules: counts and RND keep no per-step memory; RIDE's episodic counts and E3B's covariance do,
+    # and a fusion observes exactly when one of its members does.
+    space, actions = spaces.Box(-1.0, 1.0, (4,), np.float32), spaces.Discrete(3)
+    assert not ri.make("count", space, actions).observes_steps and not ri.make("rnd", space, actions).observes_steps
+    assert ri.make("ride", space, actions).observes_steps and ri.make("e3b", space, actions).observes_steps
+    assert ri.make("fusion", space, actions, modules=["count", "ride"]).observes_steps
+    assert not ri.make("fusion", space, actions, modules=["count", "rnd"]).observes_steps
 
 
 def test_rewards_enter_before_advantages() -> None:

@@ -396,6 +396,7 @@ class OnPolicyAlgorithm:
         if self._lstm_state is not None:
             buf.lstm_state = (self._lstm_state[0].clone(), self._lstm_state[1].clone())
         self.policy.train(False)
+        observe = self.intrinsic is not None and self.intrinsic.observes_steps  # only modules with episodic memory
         for t in range(num_steps):
             obs_t = obs_index(buf.obs, t)
             actions, log_probs, v_ext, v_int, self._lstm_state = self.policy.act(
@@ -411,7 +412,8 @@ class OnPolicyAlgorithm:
             dones[t] = np.logical_or(term, trunc)
             # obs[t+1] begins an episode iff step t was an autoreset step.
             buf.episode_starts[t + 1] = torch.from_numpy(autoreset)
-            if self.intrinsic is not None:
+            if observe:
+                assert self.intrinsic is not None
                 self.intrinsic.observe(
                     Step(
                         obs_t,

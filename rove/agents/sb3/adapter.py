@@ -114,7 +114,8 @@ class IntrinsicRewardCallback(BaseCallback):
         step = self._recorder.add(
             self.model._last_obs, loc["clipped_actions"], loc["new_obs"], loc["infos"], loc["rewards"], loc["dones"]
         )
-        self.module.observe(step)
+        if self.module.observes_steps:
+            self.module.observe(step)
         return True
 
     def _on_rollout_end(self) -> None:
