@@ -2,14 +2,15 @@
 
 Per suite (MiniGrid DoorKey-8x8 and NetHackScore), in one single-threaded run:
 
-1. Collect a rollout of ``num_steps`` x ``num_envs`` real observations with random actions through
-   ``rove.make_vec`` (NEXT_STEP autoreset; ``infos["autoreset"]`` marks the invalid steps), timing the env
-   steps.
-2. For every registered module that supports the observation space (``rove.intrinsic.names()``,
-   ``get(name).supports(space)``), time ``observe`` on each step + ``compute`` + ``update`` on that rollout.
-3. Repeat, interleaving env collection and every module, and report the median of
-   ``module time / env-step time`` for the same transitions: that ratio is the result (absolute numbers
-   depend on the machine and its load). Modules that fail to import or build are reported, not fatal.
+1. For every registered module that supports the observation space (``rove.intrinsic.names()``,
+   ``get(name).supports(space)``): collect a rollout of ``num_steps`` x ``num_envs`` real observations with
+   random actions through ``rove.make_vec`` (NEXT_STEP autoreset; ``infos["autoreset"]`` marks the invalid
+   steps), timing the env steps; then time what an agent does with the module on that rollout: ``observe``
+   on each step (only for modules with episodic memory, ``module.observes_steps``, as the agents do) +
+   ``compute`` + ``update``.
+2. Repeat, rotating the modules' order, and report the median of ``module time / env-step time`` for the same
+   transitions: that ratio is the result (absolute numbers depend on the machine and its load). Modules that
+   fail to import or build are reported, not fatal.
 
 Targets (issue 3): counts and SimHash <= 0.05x on MiniGrid and <= 0.10x on NetHack; RND, ICM and
 disagreement <= 0.5x on CPU; numba counting >= 20x a Python dict.
@@ -120,8 +121,9 @@ class Collector:
 def run_module(module: intrinsic.IntrinsicModule, rollout: Rollout) -> float:
     """Seconds for what an agent does with a module per rollout: observe every step, compute, update."""
     start = time.perf_counter()
-    for t in range(rollout.num_steps):
-        module.observe(rollout.step(t))
+    if module.observes_steps:  # as the agents do: modules without episodic memory are not shown each step
+        for t in range(rollout.num_steps):
+            module.observe(rollout.step(t))
     module.compute(rollout)
     module.update(rollout)
     return time.perf_counter() - start
@@ -160,13 +162,15 @@ def bench_suite(suite: str, names: list[str], args: Args) -> dict[str, Any]:
         env_times: list[float] = []
         ratios: dict[str, list[float]] = {name: [] for name in modules}
         seconds: dict[str, list[float]] = {name: [] for name in modules}
+        names_in_order = list(modules)
         for repeat in range(args.repeats):
-            rollout, env_time = collector.collect(args.num_steps)
-            env_times.append(env_time)
-            order = list(modules)
-            if repeat % 2:
-                order.reverse()  # machine load drifts; alternate who runs first
-            for name in order:
+            # Each module runs right after the env steps of its own rollout, as in an agent (the first code to
+            # touch a fresh rollout pays for cold caches: up to 10% of a module's time), and the order rotates
+            # so that a drift in machine load hits every module alike.
+            shift = repeat % max(1, len(names_in_order))
+            for name in names_in_order[shift:] + names_in_order[:shift]:
+                rollout, env_time = collector.collect(args.num_steps)
+                env_times.append(env_time)
                 elapsed = run_module(modules[name], rollout)
                 seconds[name].append(elapsed)
                 ratios[name].append(elapsed / env_time)
