@@ -6,8 +6,9 @@ observation in place into one ``[num_envs, ...]`` array per key, and batches onl
 caption of every env and, on steps where an episode ended, ``info["episode"]``. Envs that implement
 :class:`~rove.envs.core.BufferedEnv` (Rove's NetHack) write their observations straight into the batch (nle's C
 code fills the rows) and return only reward, flags, caption and episode statistics. Its own overhead is about
-1 µs per env step; on NetHack with 8 envs it runs at 1.0-1.1x a plain Python loop over the same envs' ``step``
-and about 1.5-1.6x SyncVectorEnv (``experiments/bench_envs.py``, CPU time on a loaded 2-core machine).
+1 µs per env step; on NetHack with 8 envs sync mode runs at 0.95x a plain Python loop over the same envs'
+``step`` and 1.47x SyncVectorEnv (CPU time), and subprocess mode with the main process stepping a slice runs at
+1.96x SyncVectorEnv on 2 cores (wall time; ``experiments/bench_envs.py``).
 
 Autoreset follows Gymnasium's NEXT_STEP mode: an env whose episode ended at step ``t`` is reset at step
 ``t + 1``; that step ignores the env's action and returns the first observation of the new episode with
@@ -46,6 +47,7 @@ from rove.envs.core import BufferedStep
 from rove.envs.registration import check_env_id
 
 MODES = ("sync", "subprocess")
+SPIN_SECONDS = 1e-3  # default polling window of subprocess mode (see RoveVectorEnv's ``spin``)
 _BATCHABLE = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
 EnvFn = Callable[[], gym.Env]
@@ -265,6 +267,18 @@ def _picklable(exc: BaseException) -> BaseException | None:
     return exc
 
 
+def _wait_briefly(conn: Connection, seconds: float) -> None:
+    """Polls ``conn`` without blocking for up to ``seconds``: a process that blocks on a pipe takes tens of
+    microseconds to be woken (~35 us each way measured on this project's 2-core VM, about a third of 4 NetHack
+    steps), one that polls sees the message at once. Returns early when a message is there."""
+    if seconds <= 0:
+        return
+    poll, clock = conn.poll, time.perf_counter
+    deadline = clock() + seconds
+    while not poll(0) and clock() < deadline:
+        pass
+
+
 def _worker(
     conn: Connection,
     parent_conn: Connection,
@@ -274,8 +288,10 @@ def _worker(
     specs: Sequence[BufferSpec],
     raws: Sequence[Any],
     scalar_raws: tuple[Any, Any, Any],
+    spin: float = 0.0,
 ) -> None:
-    """Subprocess loop: owns envs ``start .. start + len(env_fns) - 1``, writes their observations to shared memory."""
+    """Subprocess loop: owns envs ``start .. start + len(env_fns) - 1``, writes their observations to shared memory;
+    polls for ``spin`` seconds before it blocks waiting for the next command."""
     parent_conn.close()
     envs: list[gym.Env] = []
     block: _EnvSlice | None = None
@@ -290,6 +306,7 @@ def _worker(
         block = _EnvSlice(envs, start, _views(specs, raws, num_envs), *_scalar_views(scalar_raws))
         conn.send(("ok", None))
         while True:
+            _wait_briefly(conn, spin)
             command, payload = conn.recv()
             try:
                 if command == "step":
@@ -350,6 +367,9 @@ class RoveVectorEnv(VectorEnv):
             workers step theirs, instead of idling until they answer. On a machine with as many cores as slices this
             saves a core's worth of waiting and one pipe round trip per step; the price is isolation: an env of
             that slice that crashes the interpreter takes the main process with it.
+        spin: Subprocess mode only: seconds a process polls for the next message before it blocks (a blocked
+            process takes tens of microseconds to wake). Default: :data:`SPIN_SECONDS` when every process (the
+            main one and each worker) can have a core of its own, else 0.
         context: Subprocess mode only: multiprocessing start method (default: the platform's).
         timeout: Subprocess mode only: seconds to wait for a worker's answer before raising ``TimeoutError``
             (``None``: wait as long as the worker is alive; a dead worker raises at once either way).
@@ -364,6 +384,7 @@ class RoveVectorEnv(VectorEnv):
         seed: int | None = None,
         num_workers: int | None = None,
         step_in_main: bool = False,
+        spin: float | None = None,
         context: str | None = None,
         timeout: float | None = None,
     ) -> None:
@@ -382,6 +403,11 @@ class RoveVectorEnv(VectorEnv):
         self._workers: list[tuple[mp.process.BaseProcess, Connection, int, int]] = []
 
         slices = self._slice_sizes(mode, num_workers, step_in_main)
+        if spin is None:  # poll only while every process has a core of its own: never steal a worker's core
+            spin = SPIN_SECONDS if len(slices) + (0 if step_in_main else 1) <= (os.cpu_count() or 1) else 0.0
+        if not spin >= 0:
+            raise ValueError(f"spin must be >= 0 seconds, got {spin!r}")
+        self.spin = float(spin)
         # Envs of the main process's own slice (all of them in sync mode); the workers own the other slices.
         local = slices[0] if mode == "sync" or step_in_main else 0
         if local:
@@ -476,7 +502,7 @@ class RoveVectorEnv(VectorEnv):
             process = ctx.Process(
                 target=_worker,
                 name=f"RoveVectorEnv-worker-{w}",
-                args=(child_conn, parent_conn, fns, start, self.num_envs, specs, raws, scalar_raws),
+                args=(child_conn, parent_conn, fns, start, self.num_envs, specs, raws, scalar_raws, self.spin),
                 daemon=True,
             )
             process.start()
@@ -499,6 +525,7 @@ class RoveVectorEnv(VectorEnv):
         """Waits for worker ``w``'s answer, checking that it is alive so that a crash never hangs the caller."""
         process, conn, start, stop = self._workers[w]
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        _wait_briefly(conn, self.spin)
         try:
             while not conn.poll(1.0):
                 if not process.is_alive():
@@ -693,6 +720,7 @@ def make_vec(
     copy: bool = True,
     num_workers: int | None = None,
     step_in_main: bool = False,
+    spin: float | None = None,
     env_fns: Sequence[EnvFn] | None = None,
     context: str | None = None,
     timeout: float | None = None,
@@ -711,6 +739,7 @@ def make_vec(
             ``step_in_main``).
         step_in_main: Subprocess mode: the main process steps the first slice of envs itself (see
             :class:`RoveVectorEnv`).
+        spin: Subprocess mode: seconds to poll before blocking on a pipe (see :class:`RoveVectorEnv`).
         env_fns: Custom env constructors instead of ``env_id``.
         context: Subprocess mode: multiprocessing start method.
         timeout: Subprocess mode: seconds to wait for a live worker before raising ``TimeoutError``.
@@ -749,6 +778,7 @@ def make_vec(
         seed=seed,
         num_workers=num_workers,
         step_in_main=step_in_main,
+        spin=spin,
         context=context,
         timeout=timeout,
     )

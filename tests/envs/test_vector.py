@@ -553,3 +553,17 @@ def test_a_gymnasium_time_limit_around_a_rove_env_warns_and_names_max_steps():
         NetHackEnv("NetHackScore", max_steps=5, max_episode_steps=6)
     with pytest.raises(ValueError, match="max_steps must be a positive int"):
         gym.make("Rove/NetHackScore-v0", max_steps=0)
+
+
+def test_processes_poll_before_blocking_only_when_each_has_a_core(monkeypatch):
+    import rove.envs.vector as vector
+
+    monkeypatch.setattr(vector.os, "cpu_count", lambda: 2)
+    with make_vec(None, env_fns=_fns([2, 2]), mode="subprocess", num_workers=1, step_in_main=True) as envs:
+        assert envs.spin == vector.SPIN_SECONDS  # main + 1 worker on 2 cores
+    with make_vec(None, env_fns=_fns([2, 2]), mode="subprocess", num_workers=2) as envs:
+        assert envs.spin == 0.0  # 2 workers and a waiting main process on 2 cores: polling would steal a core
+    with make_vec(None, env_fns=_fns([2, 2]), mode="subprocess", num_workers=2, spin=0.002) as envs:
+        assert envs.spin == 0.002
+    with pytest.raises(ValueError, match="spin must be >= 0 seconds"):
+        make_vec(None, env_fns=_fns([2, 2]), mode="subprocess", spin=-1.0)
