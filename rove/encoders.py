@@ -99,7 +99,10 @@ class MiniGridEncoder(Encoder):
         image = obs["image"] if isinstance(obs, dict) else obs
         offsets: torch.Tensor = self.offsets  # type: ignore[assignment]
         codes = image.long().clamp(0, MINIGRID_CODES - 1) + offsets  # [N, V, V, C]
-        x = self.embed(codes).flatten(3).permute(0, 3, 1, 2)  # [N, C*embed, V, V]
+        # weight.index_select is nn.Embedding's lookup with an index_add backward: the embedding's own backward
+        # sorts the indices first, which made the whole encoder's forward + backward 10% slower on CPU.
+        vectors = self.embed.weight.index_select(0, codes.reshape(-1))
+        x = vectors.reshape(*codes.shape[:3], -1).permute(0, 3, 1, 2)  # [N, C*embed, V, V]
         feats = self.cnn(x)
         if self.direction_embed is not None:
             assert isinstance(obs, dict)

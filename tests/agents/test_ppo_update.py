@@ -69,3 +69,26 @@ def test_flat_minibatches_hold_exactly_the_valid_samples_and_say_so() -> None:
     # Sequence minibatches keep their autoreset steps and must be masked.
     buf.lstm_state = (torch.zeros(1, envs, 3), torch.zeros(1, envs, 3))
     assert not any(b.all_valid for b in buf.sample_sequences(2, advantages))
+
+
+def test_minigrid_encoder_lookup_equals_nn_embedding_in_values_and_gradients() -> None:
+    import numpy as np
+
+    from rove.encoders import MINIGRID_CODES, MiniGridEncoder
+
+    space = spaces.Dict({"image": spaces.Box(0, 255, (7, 7, 3), np.uint8), "direction": spaces.Discrete(4)})
+    torch.manual_seed(0)
+    encoder = MiniGridEncoder(space)
+    gen = torch.Generator().manual_seed(1)
+    obs = {"image": torch.randint(0, 20, (6, 7, 7, 3), generator=gen).to(torch.uint8), "direction": torch.arange(6) % 4}
+    encoder(obs).square().sum().backward()
+    fast_grad = encoder.embed.weight.grad.clone()
+    encoder.zero_grad()
+    # The definition: nn.Embedding on the offset codes, flattened per cell, channels first.
+    codes = obs["image"].long().clamp(0, MINIGRID_CODES - 1) + encoder.offsets
+    x = encoder.embed(codes).flatten(3).permute(0, 3, 1, 2)
+    feats = torch.cat([encoder.cnn(x), encoder.direction_embed(obs["direction"])], dim=1)
+    reference = encoder.head(feats)
+    reference.square().sum().backward()
+    torch.testing.assert_close(encoder(obs), reference)
+    torch.testing.assert_close(fast_grad, encoder.embed.weight.grad)
