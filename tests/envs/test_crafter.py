@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -236,45 +235,3 @@ def test_errors():
         CrafterEnv(length=0)
     with pytest.raises(ValueError, match="size"):
         CrafterEnv(size=(64,))
-
-
-# -- throughput (opt-in): Rove-wrapped vs raw crafter.Env, interleaved, same actions --
-@pytest.mark.slow
-def test_throughput_ratio_vs_raw():
-    import crafter
-
-    actions = np.random.default_rng(0).integers(0, 17, size=1000).tolist()
-
-    def steps_per_second(step, reset) -> float:
-        # World generation costs 60-100 steps' worth: time the steps only.
-        reset()
-        elapsed = 0.0
-        for a in actions:
-            start = time.perf_counter()
-            done = step(a)
-            elapsed += time.perf_counter() - start
-            if done:
-                reset()
-        return len(actions) / elapsed
-
-    rove_env, raw_env = gym.make("Rove/CrafterReward-v1"), crafter.Env(seed=0)
-
-    def rove_step(a):
-        _, _, terminated, truncated, _ = rove_env.step(a)
-        return terminated or truncated
-
-    def raw_step(a):
-        return raw_env.step(a)[2]
-
-    def raw_reset():
-        raw_env._seed, raw_env._episode = 0, 0  # the same worlds as the Rove env's reset(seed=0)
-        raw_env.reset()
-
-    ratios = []
-    for _ in range(5):
-        ours = steps_per_second(rove_step, lambda: rove_env.reset(seed=0))
-        raw = steps_per_second(raw_step, raw_reset)
-        ratios.append(ours / raw)
-    ratio = float(np.median(ratios))
-    print(f"\nCrafter wrapped/raw steps/s: median {ratio:.3f} over {len(ratios)} interleaved repeats")
-    assert ratio > 0.9

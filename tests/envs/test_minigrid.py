@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 from collections import deque
 
 import gymnasium as gym
@@ -278,24 +277,3 @@ def test_errors():
         MiniGridEnv("MiniGrid-DoorKey-8x9-v0")
     with pytest.raises(gym.error.Error):
         gym.make("Rove/MiniGrid-DoorKey-8x9-v0")
-
-
-# -- throughput (opt-in): Rove-wrapped vs raw minigrid, interleaved, same actions --
-@pytest.mark.slow
-def test_throughput_ratio_vs_raw():
-    actions = np.random.default_rng(0).integers(0, 7, size=4000).tolist()
-
-    def steps_per_second(env) -> float:
-        env.reset(seed=0)
-        start = time.perf_counter()
-        for a in actions:
-            _, _, terminated, truncated, _ = env.step(a)
-            if terminated or truncated:
-                env.reset()
-        return len(actions) / (time.perf_counter() - start)
-
-    rove_env, raw_env = gym.make(f"Rove/{DOORKEY}"), gym.make(DOORKEY)
-    ratios = [steps_per_second(rove_env) / steps_per_second(raw_env) for _ in range(15)]
-    ratio = float(np.median(ratios))
-    print(f"\nMiniGrid DoorKey-8x8 wrapped/raw steps/s: median {ratio:.3f} over {len(ratios)} interleaved repeats")
-    assert ratio > 0.9
