@@ -183,29 +183,32 @@ def _seed_single(env: Any, seed: int, old_api: bool) -> None:
 def _time_single(env: Any, actions: np.ndarray, old_api: bool, time_resets: bool = True) -> Timing:
     """Steps ``env`` through ``actions`` (resetting finished episodes; their time left out unless ``time_resets``)."""
     episodes = 0
-    step, reset = env.step, env.reset
+    step = env.step
     reset_wall = reset_cpu = 0.0
 
-    def timed_reset() -> None:
+    def reset() -> None:
         nonlocal reset_wall, reset_cpu
+        if time_resets:
+            env.reset()
+            return
         wall, cpu = time.perf_counter(), time.process_time()
-        reset()
+        env.reset()
         reset_wall += time.perf_counter() - wall
         reset_cpu += time.process_time() - cpu
 
     start, start_cpu = time.perf_counter(), time.process_time()
-    for action in actions.tolist():
-        if old_api:
-            _, _, ended, _ = step(action)
-        else:
-            _, _, terminated, truncated, _ = step(action)
-            ended = terminated or truncated
-        if ended:
-            episodes += 1
-            if time_resets:
+    if old_api:
+        for action in actions.tolist():
+            _, _, done, _ = step(action)
+            if done:
+                episodes += 1
                 reset()
-            else:
-                timed_reset()
+    else:
+        for action in actions.tolist():
+            _, _, terminated, truncated, _ = step(action)
+            if terminated or truncated:
+                episodes += 1
+                reset()
     return time.perf_counter() - start - reset_wall, time.process_time() - start_cpu - reset_cpu, episodes
 
 
