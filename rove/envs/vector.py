@@ -6,9 +6,9 @@ observation in place into one ``[num_envs, ...]`` array per key, and batches onl
 caption of every env and, on steps where an episode ended, ``info["episode"]``. Envs that implement
 :class:`~rove.envs.core.BufferedEnv` (Rove's NetHack) write their observations straight into the batch (nle's C
 code fills the rows) and return only reward, flags, caption and episode statistics. Its own overhead is about
-1 µs per env step; on NetHack with 8 envs sync mode runs at 0.95x a plain Python loop over the same envs'
-``step`` and 1.47x SyncVectorEnv (CPU time), and subprocess mode with the main process stepping a slice runs at
-1.96x SyncVectorEnv on 2 cores (wall time; ``experiments/bench_envs.py``).
+1 µs per env step; on NetHack with 8 envs sync mode runs at 0.96x a plain Python loop over the same envs'
+``step`` and 1.44x SyncVectorEnv (CPU time), and subprocess mode with the main process stepping a slice runs at
+1.91x SyncVectorEnv on 2 cores (wall time; ``experiments/bench_envs.py``).
 
 Autoreset follows Gymnasium's NEXT_STEP mode: an env whose episode ended at step ``t`` is reset at step
 ``t + 1``; that step ignores the env's action and returns the first observation of the new episode with
@@ -543,9 +543,12 @@ class RoveVectorEnv(VectorEnv):
             return _RemoteError(env_index, error, trace)
         return payload
 
-    def _receive_all(self) -> list[Any]:
-        # Drain every worker before raising, so that the pipes stay in step with the commands.
+    def _receive_all(self, local_failure: _EnvFailure | None = None) -> list[Any]:
+        """Every worker's answer; raises ``local_failure`` (the main process's slice) or the first worker's error,
+        but only once every worker has answered, so that the pipes stay in step with the commands."""
         answers = [self._receive(w) for w in range(len(self._workers))]
+        if local_failure is not None:
+            _raise_env_error(local_failure.env_index, local_failure.error, None, self.num_envs)
         for answer in answers:
             if isinstance(answer, _RemoteError):
                 answer.throw(self.num_envs)
@@ -561,13 +564,7 @@ class RoveVectorEnv(VectorEnv):
                 result = local(self._block)
             except _EnvFailure as exc:
                 failure = exc
-        answers = [self._receive(w) for w in range(len(self._workers))]
-        if failure is not None:
-            _raise_env_error(failure.env_index, failure.error, None, self.num_envs)
-        for answer in answers:
-            if isinstance(answer, _RemoteError):
-                answer.throw(self.num_envs)
-        return result, answers
+        return result, self._receive_all(failure)
 
     # ----------------------------------------------------------------------------------------------- API
     def reset(
