@@ -114,8 +114,7 @@ def crop_glyphs(glyphs: torch.Tensor, x: torch.Tensor, y: torch.Tensor, size: in
     """``[N, size, size]`` int64 glyphs centred on (x, y); cells off the map get the extra id ``NLE_MAX_GLYPH``.
 
     Positions are clamped onto the map first. On the CPU a numba kernel copies the window cells one by one (one
-    pass, no index tensors: ~10x faster than the torch ops at a rollout's size and far cheaper per call at a
-    policy step's); elsewhere :func:`crop_glyphs_torch` gathers them.
+    pass, no index tensors: ~7x faster than the torch ops for 1,024 maps, ~4x for a policy step's 8); elsewhere :func:`crop_glyphs_torch` gathers them.
     """
     if glyphs.device.type != "cpu":
         return crop_glyphs_torch(glyphs, x, y, size)

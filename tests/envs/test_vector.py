@@ -553,6 +553,8 @@ def test_a_gymnasium_time_limit_around_a_rove_env_warns_and_names_max_steps():
         NetHackEnv("NetHackScore", max_steps=5, max_episode_steps=6)
     with pytest.raises(ValueError, match="max_steps must be a positive int"):
         gym.make("Rove/NetHackScore-v0", max_steps=0)
+    with pytest.raises(ValueError, match="CrafterEnv: max_steps must be a positive int, got -3"):
+        gym.make("Rove/CrafterReward-v1", max_steps=-3)
 
 
 def test_processes_poll_before_blocking_only_when_each_has_a_core(monkeypatch):

@@ -146,10 +146,12 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         max_steps: int | None = None,
         **unknown: Any,
     ) -> None:
-        if max_steps is not None:  # the name every Rove suite shares for the episode's step limit
-            length = max_steps
         if unknown:
             raise TypeError(f"CrafterEnv: unknown keyword argument(s) {sorted(unknown)}; accepted: {_CONSTRUCTOR_ARGS}")
+        if max_steps is not None:  # the name every Rove suite shares for the episode's step limit
+            if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps <= 0:
+                raise ValueError(f"CrafterEnv: max_steps must be a positive int, got {max_steps!r}")
+            length = int(max_steps)
         if length is not None and (not isinstance(length, int | np.integer) or length <= 0):
             raise ValueError(f"CrafterEnv: length must be a positive int or None, got {length!r}")
         if render_mode not in (None, "rgb_array"):
