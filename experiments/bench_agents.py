@@ -1,6 +1,6 @@
 """Training throughput of ``rove.agents.PPO`` vs Stable-Baselines3's PPO, side by side in one run.
 
-Same env, same hyperparameters (n_envs, n_steps, batch_size, n_epochs), single-threaded CPU:
+Same env, same hyperparameters, single-threaded CPU. Rows:
 
 1. ``CartPole-v1``: Rove PPO on ``gymnasium.make_vec`` vs SB3 ``MlpPolicy`` on ``DummyVecEnv``.
 2. ``Rove/MiniGrid-DoorKey-8x8-v0`` (keys ``image``, ``direction``): Rove PPO (auto policy = Rove's MiniGrid
@@ -8,6 +8,11 @@ Same env, same hyperparameters (n_envs, n_steps, batch_size, n_epochs), single-t
    (``rove.agents.sb3.rove_policy_kwargs``) on ``DummyVecEnv``.
 3. The same MiniGrid env with RND: Rove PPO ``intrinsic="rnd"`` vs SB3 PPO + Rove's RND through
    ``rove.agents.sb3.IntrinsicRewardCallback``.
+
+Each row runs under every hyperparameter preset in ``--presets`` (see ``PRESETS``): ``zoo`` is the rollout
+and minibatch layout of RL Baselines3 Zoo's tuned PPO config for MiniGrid (what an SB3 user runs on these
+envs), ``cleanrl`` CleanRL's Atari-style layout (fewer, larger minibatches, so the shared network's cost
+weighs more and library overhead less).
 
 Each agent is built once and warmed up; then the timed ``learn`` calls of both agents are interleaved
 ``repeats`` times. Reported: median steps per CPU second of each (this process's CPU time, so that other
@@ -49,53 +54,80 @@ MINIGRID_ID = "Rove/MiniGrid-DoorKey-8x8-v0"
 MINIGRID_KEYS = ("image", "direction")
 
 
+@dataclass(frozen=True)
+class Preset:
+    """The rollout and minibatch layout both agents share."""
+
+    n_envs: int
+    n_steps: int
+    batch_size: int
+    n_epochs: int
+
+
+PRESETS = {
+    # rl-baselines3-zoo's hyperparams/ppo.yml, MiniGrid entries: 8 envs x 128 steps, minibatches of 64, 10 epochs.
+    "zoo": Preset(n_envs=8, n_steps=128, batch_size=64, n_epochs=10),
+    # CleanRL's ppo_atari layout: 8 envs x 128 steps, 4 minibatches, 4 epochs.
+    "cleanrl": Preset(n_envs=8, n_steps=128, batch_size=256, n_epochs=4),
+}
+QUICK = Preset(n_envs=2, n_steps=32, batch_size=32, n_epochs=1)
+
+
 @dataclass
 class Args:
     rows: str = field(default="cartpole,minigrid,minigrid_rnd", metadata={"help": "comma-separated rows to run"})
-    n_envs: int = field(default=8, metadata={"help": "envs per vector env (both libraries)"})
-    n_steps: int = field(default=128, metadata={"help": "steps per env per rollout"})
-    batch_size: int = field(default=256, metadata={"help": "minibatch size"})
-    n_epochs: int = field(default=4, metadata={"help": "epochs per update"})
+    presets: str = field(default="zoo,cleanrl", metadata={"help": f"comma-separated presets of {sorted(PRESETS)}"})
     steps: int = field(default=4096, metadata={"help": "env steps per timed learn() call"})
     repeats: int = field(default=5, metadata={"help": "interleaved timed repeats; medians are reported"})
     seed: int = field(default=0, metadata={"help": "seed of both agents"})
-    quick: bool = field(default=False, metadata={"help": "smoke run: 2 envs x 32 steps, 128 timed steps, 1 repeat"})
+    quick: bool = field(
+        default=False, metadata={"help": "smoke run: one preset of 2 envs x 32 steps, 128 timed steps, 1 repeat"}
+    )
     out: str = field(default="runs/bench_agents.json", metadata={"help": "where the JSON results are written"})
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Args:
     args = parse_dataclass_args(Args, argv, __doc__.split("\n\n")[0])
     if args.quick:
-        args = dataclasses.replace(args, n_envs=2, n_steps=32, batch_size=32, n_epochs=1, steps=128, repeats=1)
+        args = dataclasses.replace(args, presets="quick", steps=128, repeats=1)
     return args
+
+
+def preset_named(name: str) -> Preset:
+    if name == "quick":
+        return QUICK
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 def num_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_pair(row: str, args: Args) -> tuple[Any, Any, dict[str, Any]]:
+def build_pair(row: str, preset: Preset, seed: int) -> tuple[Any, Any, dict[str, Any]]:
     """The Rove agent, the SB3 agent and a description of the row."""
     from stable_baselines3 import PPO as SB3PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    common = {"n_steps": args.n_steps, "batch_size": args.batch_size, "n_epochs": args.n_epochs, "seed": args.seed}
+    n_envs = preset.n_envs
+    common = {"n_steps": preset.n_steps, "batch_size": preset.batch_size, "n_epochs": preset.n_epochs, "seed": seed}
     shared = {"learning_rate": 2.5e-4, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.01, "clip_range": 0.2}
     if row == "cartpole":
         rove_model = PPO(
-            "auto", gym.make_vec("CartPole-v1", args.n_envs, vectorization_mode="sync"), **common, **shared, verbose=0
+            "auto", gym.make_vec("CartPole-v1", n_envs, vectorization_mode="sync"), **common, **shared, verbose=0
         )
-        sb3_env = DummyVecEnv([lambda: gym.make("CartPole-v1") for _ in range(args.n_envs)])
+        sb3_env = DummyVecEnv([lambda: gym.make("CartPole-v1") for _ in range(n_envs)])
         sb3_model = SB3PPO("MlpPolicy", sb3_env, **common, **shared, device="cpu", verbose=0)
         return rove_model, sb3_model, {"env": "CartPole-v1", "intrinsic": None}
     if row in ("minigrid", "minigrid_rnd"):
         from rove.agents.sb3 import IntrinsicRewardCallback, rove_policy_kwargs
 
         intrinsic = "rnd" if row == "minigrid_rnd" else None
-        vec = rove.make_vec(MINIGRID_ID, args.n_envs, seed=args.seed, copy=False, observation_keys=MINIGRID_KEYS)
+        vec = rove.make_vec(MINIGRID_ID, n_envs, seed=seed, copy=False, observation_keys=MINIGRID_KEYS)
         rove_model = PPO("auto", vec, intrinsic=intrinsic, intrinsic_warmup_steps=0, **common, **shared, verbose=0)
         make = lambda: gym.make(MINIGRID_ID, observation_keys=MINIGRID_KEYS)  # noqa: E731
-        sb3_env = DummyVecEnv([make for _ in range(args.n_envs)])
+        sb3_env = DummyVecEnv([make for _ in range(n_envs)])
         sb3_model = SB3PPO(
             "MultiInputPolicy", sb3_env, policy_kwargs=rove_policy_kwargs(), **common, **shared, device="cpu", verbose=0
         )
@@ -116,10 +148,12 @@ def timed(learn: Callable[[], Any], steps: int) -> tuple[float, float]:
     return steps / (time.process_time() - cpu), steps / (time.perf_counter() - wall)
 
 
-def run_row(row: str, args: Args) -> dict[str, Any]:
-    rove_model, sb3_model, info = build_pair(row, args)
+def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
+    preset = preset_named(preset_name)
+    rove_model, sb3_model, info = build_pair(row, preset, args.seed)
     callback = getattr(sb3_model, "_rove_callback", None)
-    steps = max(args.steps, args.n_envs * args.n_steps)
+    rollout = preset.n_envs * preset.n_steps
+    steps = max(args.steps, rollout)
 
     def rove_learn() -> None:
         rove_model.learn(steps, reset_num_timesteps=False)
@@ -127,8 +161,8 @@ def run_row(row: str, args: Args) -> dict[str, Any]:
     def sb3_learn() -> None:
         sb3_model.learn(steps, callback=callback, reset_num_timesteps=False)
 
-    rove_model.learn(args.n_envs * args.n_steps)  # warm-up: first resets, allocations, lazy imports
-    sb3_model.learn(args.n_envs * args.n_steps, callback=callback)
+    rove_model.learn(rollout)  # warm-up: first resets, allocations, lazy imports
+    sb3_model.learn(rollout, callback=callback)
     rove_sps, sb3_sps, ratios, rove_wall, sb3_wall = [], [], [], [], []
     for _ in range(args.repeats):
         r, r_wall = timed(rove_learn, steps)
@@ -140,6 +174,8 @@ def run_row(row: str, args: Args) -> dict[str, Any]:
         sb3_wall.append(s_wall)
     return {
         "row": row,
+        "preset": preset_name,
+        **dataclasses.asdict(preset),
         **info,
         "rove_sps": statistics.median(rove_sps),
         "sb3_sps": statistics.median(sb3_sps),
@@ -156,18 +192,20 @@ def run_row(row: str, args: Args) -> dict[str, Any]:
 
 def markdown(results: list[dict[str, Any]], args: Args) -> str:
     lines = [
-        f"n_envs={args.n_envs}, n_steps={args.n_steps}, batch_size={args.batch_size}, n_epochs={args.n_epochs}, "
         f"{args.steps} steps x {args.repeats} interleaved repeats, 1 CPU thread",
         "",
-        "| env | intrinsic | Rove PPO steps/CPU-s | SB3 PPO steps/CPU-s | ratio (median) | wall-clock ratio |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| env | intrinsic | preset (envs x steps, batch, epochs) | Rove PPO steps/CPU-s | SB3 PPO steps/CPU-s "
+        "| ratio (median) | wall-clock ratio |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         intrinsic = r["intrinsic"] or "-"
         if r["intrinsic"]:
             intrinsic += " (SB3 via rove.agents.sb3)"
+        layout = f"{r['preset']} ({r['n_envs']}x{r['n_steps']}, {r['batch_size']}, {r['n_epochs']})"
         lines.append(
-            f"| {r['env']} | {intrinsic} | {r['rove_sps']:.0f} | {r['sb3_sps']:.0f} | {r['ratio']:.2f}x | {r['wall_ratio']:.2f}x |"
+            f"| {r['env']} | {intrinsic} | {layout} | {r['rove_sps']:.0f} | {r['sb3_sps']:.0f} "
+            f"| {r['ratio']:.2f}x | {r['wall_ratio']:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -175,7 +213,11 @@ def markdown(results: list[dict[str, Any]], args: Args) -> str:
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    results = [run_row(row.strip(), args) for row in args.rows.split(",") if row.strip()]
+    rows = [row.strip() for row in args.rows.split(",") if row.strip()]
+    presets = [name.strip() for name in args.presets.split(",") if name.strip()]
+    for name in presets:
+        preset_named(name)  # fail before any timing on a misspelt preset
+    results = [run_row(row, name, args) for name in presets for row in rows]
     print(markdown(results, args))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

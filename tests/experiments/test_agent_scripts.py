@@ -24,6 +24,7 @@ def test_bench_agents_quick(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     results = bench.main(["--quick", "--rows", "cartpole,minigrid_rnd", "--out", str(out)])
     assert [r["row"] for r in results] == ["cartpole", "minigrid_rnd"]
+    assert {r["preset"] for r in results} == {"quick"}
     for r in results:
         assert r["rove_sps"] > 0 and r["sb3_sps"] > 0
         assert r["ratio"] == pytest.approx(r["rove_sps_all"][0] / r["sb3_sps_all"][0])
@@ -35,6 +36,13 @@ def test_bench_agents_rejects_unknown_row(tmp_path: Path) -> None:
     bench = _load("bench_agents")
     with pytest.raises(ValueError, match="unknown row"):
         bench.main(["--quick", "--rows", "pong", "--out", str(tmp_path / "x.json")])
+
+
+def test_bench_agents_rejects_unknown_preset_before_timing(tmp_path: Path) -> None:
+    bench = _load("bench_agents")
+    with pytest.raises(ValueError, match="unknown preset 'atari'"):
+        bench.main(["--presets", "zoo,atari", "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_hard_exploration_quick(tmp_path: Path) -> None:
