@@ -5,7 +5,7 @@ from gymnasium import spaces
 
 from rove.agents.common.buffers import RolloutBuffer
 from rove.agents.common.utils import make_adam
-from rove.agents.ppo.policies import sample_categorical
+from rove.agents.ppo.policies import ActorCriticPolicy, sample_categorical
 from rove.agents.ppo.ppo import _masked_mean, normalize_advantages
 
 
@@ -92,3 +92,18 @@ def test_minigrid_encoder_lookup_equals_nn_embedding_in_values_and_gradients() -
     reference.square().sum().backward()
     torch.testing.assert_close(encoder(obs), reference)
     torch.testing.assert_close(fast_grad, encoder.embed.weight.grad)
+
+
+def test_fused_heads_start_like_three_separately_initialised_layers() -> None:
+    """Actor rows orthogonal with gain 0.01 (a near-uniform first policy), each critic row a unit vector."""
+    torch.manual_seed(0)
+    num_actions = 7
+    policy = ActorCriticPolicy(spaces.Box(-1.0, 1.0, (10,)), spaces.Discrete(num_actions))
+    weight = policy.heads.weight.detach()
+    actor = weight[:num_actions]
+    torch.testing.assert_close(actor @ actor.T, 1e-4 * torch.eye(num_actions))
+    torch.testing.assert_close(weight[num_actions:].norm(dim=1), torch.ones(2))
+    assert torch.count_nonzero(policy.heads.bias) == 0
+    logits, v_ext, v_int, _ = policy(torch.randn(5, 10))
+    assert logits.shape == (5, num_actions) and v_ext.shape == v_int.shape == (5,)
+    assert logits.softmax(-1).max() < 1.5 / num_actions

@@ -2,8 +2,8 @@
 
 The encoder comes from :func:`rove.encoders.make_encoder` (MiniGrid grid CNN, Crafter pixel CNN, NetHack
 glyph/blstats/message encoder, Box MLP); an optional LSTM core follows it; then an optional shared MLP and
-three linear heads: action logits, V_ext and V_int (Burda et al. 2018 keep two value heads so the two
-returns, with different discounts and episodicity, are fitted separately).
+three linear heads held in one layer: action logits, V_ext and V_int (Burda et al. 2018 keep two value heads
+so the two returns, with different discounts and episodicity, are fitted separately).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class ActorCriticPolicy(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.num_actions = int(action_space.n)
         # The actor and both critics are one Linear whose rows are [logits..., v_ext, v_int]: one matmul per
-        # call instead of three, and three fewer parameter tensors for the optimiser and gradient clipping.
+        # call instead of three, and four fewer parameter tensors for the optimiser and gradient clipping.
         self.heads = nn.Linear(latent, self.num_actions + 2)
         if ortho_init:
             _init_heads(self.heads, self.num_actions)
