@@ -202,24 +202,42 @@ class RolloutBuffer:
     def sample_batches(
         self, batch_size: int, advantages: torch.Tensor, generator: torch.Generator | None = None
     ) -> list[RolloutBatch]:
-        """Shuffled minibatches of *valid* samples only (autoreset steps never enter the loss)."""
+        """Shuffled minibatches of *valid* samples only (autoreset steps never enter the loss).
+
+        Every array is gathered once in shuffled order and the minibatches are slices of it: one gather per
+        array per epoch instead of one per minibatch, and each minibatch is contiguous.
+        """
         valid_index = self.valid.reshape(-1).nonzero(as_tuple=True)[0]
         perm = valid_index[torch.randperm(len(valid_index), generator=generator).to(self.device)]
-        flat_obs = obs_flatten(self.cur_obs)
+        obs = obs_index(obs_flatten(self.cur_obs), perm)
+        shuffled = [
+            x.reshape(-1)[perm]
+            for x in (
+                self.actions,
+                self.log_probs,
+                advantages,
+                self.returns_ext,
+                self.returns_int,
+                self.values_ext[:-1],
+                self.values_int[:-1],
+            )
+        ]
+        all_valid = torch.ones(len(perm), dtype=torch.bool, device=self.device)
         batches = []
         for start in range(0, len(perm), batch_size):
-            idx = perm[start : start + batch_size]
+            rows = slice(start, start + batch_size)
+            actions, log_probs, adv, ret_ext, ret_int, val_ext, val_int = (x[rows] for x in shuffled)
             batches.append(
                 RolloutBatch(
-                    obs=obs_index(flat_obs, idx),
-                    actions=self.actions.reshape(-1)[idx],
-                    old_log_probs=self.log_probs.reshape(-1)[idx],
-                    advantages=advantages.reshape(-1)[idx],
-                    returns_ext=self.returns_ext.reshape(-1)[idx],
-                    returns_int=self.returns_int.reshape(-1)[idx],
-                    old_values_ext=self.values_ext[:-1].reshape(-1)[idx],
-                    old_values_int=self.values_int[:-1].reshape(-1)[idx],
-                    valid=torch.ones(len(idx), dtype=torch.bool, device=self.device),
+                    obs=obs_index(obs, rows),
+                    actions=actions,
+                    old_log_probs=log_probs,
+                    advantages=adv,
+                    returns_ext=ret_ext,
+                    returns_int=ret_int,
+                    old_values_ext=val_ext,
+                    old_values_int=val_int,
+                    valid=all_valid[rows],
                     all_valid=True,
                 )
             )
