@@ -8,6 +8,10 @@ Same env, same hyperparameters, single-threaded CPU. Rows:
    (``rove.agents.sb3.rove_policy_kwargs``) on ``DummyVecEnv``.
 3. The same MiniGrid env with RND: Rove PPO ``intrinsic="rnd"`` vs SB3 PPO + Rove's RND through
    ``rove.agents.sb3.IntrinsicRewardCallback``.
+4. ``minigrid_late`` (opt-in, ``--rows minigrid_late``): row 2 timed after both agents trained for
+   ``--late-warmup`` steps. By then Adam's moments of units the loss no longer reaches have decayed to
+   subnormal floats, which x86 computes with in microcode; Rove's ``learn`` flushes them to zero
+   (``flush_denormals=True``), SB3 does not.
 
 Each row runs under every hyperparameter preset in ``--presets`` (see ``PRESETS``): ``zoo`` is the rollout
 and minibatch layout of RL Baselines3 Zoo's tuned PPO config for MiniGrid (what an SB3 user runs on these
@@ -78,6 +82,7 @@ class Args:
     rows: str = field(default="cartpole,minigrid,minigrid_rnd", metadata={"help": "comma-separated rows to run"})
     presets: str = field(default="zoo,cleanrl", metadata={"help": f"comma-separated presets of {sorted(PRESETS)}"})
     steps: int = field(default=4096, metadata={"help": "env steps per timed learn() call"})
+    late_warmup: int = field(default=98_304, metadata={"help": "training steps before timing the *_late rows"})
     repeats: int = field(default=5, metadata={"help": "interleaved timed repeats; medians are reported"})
     seed: int = field(default=0, metadata={"help": "seed of both agents"})
     quick: bool = field(
@@ -120,7 +125,7 @@ def build_pair(row: str, preset: Preset, seed: int) -> tuple[Any, Any, dict[str,
         sb3_env = DummyVecEnv([lambda: gym.make("CartPole-v1") for _ in range(n_envs)])
         sb3_model = SB3PPO("MlpPolicy", sb3_env, **common, **shared, device="cpu", verbose=0)
         return rove_model, sb3_model, {"env": "CartPole-v1", "intrinsic": None}
-    if row in ("minigrid", "minigrid_rnd"):
+    if row in ("minigrid", "minigrid_rnd", "minigrid_late"):
         from rove.agents.sb3 import IntrinsicRewardCallback, rove_policy_kwargs
 
         intrinsic = "rnd" if row == "minigrid_rnd" else None
@@ -134,7 +139,7 @@ def build_pair(row: str, preset: Preset, seed: int) -> tuple[Any, Any, dict[str,
         if intrinsic is not None:
             sb3_model._rove_callback = IntrinsicRewardCallback("rnd", int_coef=1.0, warm_up=False)
         return rove_model, sb3_model, {"env": MINIGRID_ID, "intrinsic": intrinsic}
-    raise ValueError(f"unknown row {row!r}; choose from cartpole, minigrid, minigrid_rnd")
+    raise ValueError(f"unknown row {row!r}; choose from cartpole, minigrid, minigrid_rnd, minigrid_late")
 
 
 def timed(learn: Callable[[], Any], steps: int) -> tuple[float, float]:
@@ -161,8 +166,9 @@ def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
     def sb3_learn() -> None:
         sb3_model.learn(steps, callback=callback, reset_num_timesteps=False)
 
-    rove_model.learn(rollout)  # warm-up: first resets, allocations, lazy imports
-    sb3_model.learn(rollout, callback=callback)
+    warmup = args.late_warmup if row.endswith("_late") else rollout  # first resets, allocations, lazy imports
+    rove_model.learn(warmup)
+    sb3_model.learn(warmup, callback=callback)
     rove_sps, sb3_sps, ratios, rove_wall, sb3_wall = [], [], [], [], []
     for _ in range(args.repeats):
         r, r_wall = timed(rove_learn, steps)
@@ -175,6 +181,7 @@ def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
     return {
         "row": row,
         "preset": preset_name,
+        "warmup_steps": warmup,
         **dataclasses.asdict(preset),
         **info,
         "rove_sps": statistics.median(rove_sps),
@@ -185,6 +192,8 @@ def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
         "sb3_sps_all": sb3_sps,
         "rove_wall_sps_all": rove_wall,
         "sb3_wall_sps_all": sb3_wall,
+        "rove_trained_steps": rove_model.num_timesteps,
+        "sb3_trained_steps": sb3_model.num_timesteps,
         "rove_params": num_params(rove_model.policy),
         "sb3_params": num_params(sb3_model.policy),
     }
@@ -194,9 +203,9 @@ def markdown(results: list[dict[str, Any]], args: Args) -> str:
     lines = [
         f"{args.steps} steps x {args.repeats} interleaved repeats, 1 CPU thread",
         "",
-        "| env | intrinsic | preset (envs x steps, batch, epochs) | Rove PPO steps/CPU-s | SB3 PPO steps/CPU-s "
-        "| ratio (median) | wall-clock ratio |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| env | intrinsic | preset (envs x steps, batch, epochs) | timed after (steps) | Rove PPO steps/CPU-s "
+        "| SB3 PPO steps/CPU-s | ratio (median) | wall-clock ratio |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         intrinsic = r["intrinsic"] or "-"
@@ -204,7 +213,7 @@ def markdown(results: list[dict[str, Any]], args: Args) -> str:
             intrinsic += " (SB3 via rove.agents.sb3)"
         layout = f"{r['preset']} ({r['n_envs']}x{r['n_steps']}, {r['batch_size']}, {r['n_epochs']})"
         lines.append(
-            f"| {r['env']} | {intrinsic} | {layout} | {r['rove_sps']:.0f} | {r['sb3_sps']:.0f} "
+            f"| {r['env']} | {intrinsic} | {layout} | {r['warmup_steps']} | {r['rove_sps']:.0f} | {r['sb3_sps']:.0f} "
             f"| {r['ratio']:.2f}x | {r['wall_ratio']:.2f}x |"
         )
     return "\n".join(lines)

@@ -296,3 +296,26 @@ def test_episode_info_flattening_keeps_suite_metrics() -> None:
         "depth": np.array([1, 3]),
     }
     assert flatten_episode_info(info, 1) == {"achievements": {"collect_wood": 1}, "end_reason": "DIED", "depth": 3}
+
+
+def test_learn_flushes_subnormal_floats_and_restores_the_mode() -> None:
+    from rove.agents import BaseCallback
+    from rove.agents.common.utils import flushes_denormals
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+
+    class RecordMode(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.modes: set[bool] = set()
+
+        def _on_step(self) -> bool:
+            self.modes.add(flushes_denormals())
+            return True
+
+    for flush in (True, False):
+        record = RecordMode()
+        small_ppo(constant_vec(2), n_steps=16, flush_denormals=flush).learn(64, callback=record)
+        assert record.modes == {flush}
+        assert not flushes_denormals()

@@ -1,5 +1,6 @@
 """The PPO update's fast paths equal the straightforward computations they replace."""
 
+import pytest
 import torch
 from gymnasium import spaces
 
@@ -107,3 +108,30 @@ def test_fused_heads_start_like_three_separately_initialised_layers() -> None:
     logits, v_ext, v_int, _ = policy(torch.randn(5, 10))
     assert logits.shape == (5, num_actions) and v_ext.shape == v_int.shape == (5,)
     assert logits.softmax(-1).max() < 1.5 / num_actions
+
+
+def test_denormals_flushed_sets_the_mode_and_restores_the_one_it_found() -> None:
+    from rove.agents.common.utils import denormals_flushed, flushes_denormals
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    subnormal = torch.tensor([2e-38])
+    assert float(subnormal * 0.25) > 0.0  # the default: subnormal results are kept
+    with denormals_flushed():
+        assert flushes_denormals() and float(subnormal * 0.25) == 0.0
+        with denormals_flushed():  # nested: already on, left on by the inner block
+            pass
+        assert flushes_denormals()
+    assert not flushes_denormals()
+    with denormals_flushed(enabled=False):
+        assert not flushes_denormals()
+    with pytest.raises(RuntimeError, match="boom"), denormals_flushed():
+        raise RuntimeError("boom")
+    assert not flushes_denormals()  # restored on an exception too
+    torch.set_flush_denormal(True)  # a caller that turned it on keeps it on
+    try:
+        with denormals_flushed():
+            pass
+        assert flushes_denormals()
+    finally:
+        torch.set_flush_denormal(False)

@@ -32,6 +32,15 @@ def test_bench_agents_quick(tmp_path: Path) -> None:
     assert saved["results"][1]["intrinsic"] == "rnd"
 
 
+def test_bench_agents_late_row_trains_both_agents_before_timing(tmp_path: Path) -> None:
+    bench = _load("bench_agents")
+    argv = ["--quick", "--rows", "minigrid_late", "--late-warmup", "192", "--out", str(tmp_path / "late.json")]
+    (result,) = bench.main(argv)
+    assert result["warmup_steps"] == 192 and result["intrinsic"] is None
+    # 192 warm-up steps, then one timed call of 128 (quick: 2 envs x 32-step rollouts)
+    assert result["rove_trained_steps"] == result["sb3_trained_steps"] == 192 + 128
+
+
 def test_bench_agents_rejects_unknown_row(tmp_path: Path) -> None:
     bench = _load("bench_agents")
     with pytest.raises(ValueError, match="unknown row"):

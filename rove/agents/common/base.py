@@ -36,6 +36,7 @@ from rove.agents.common.logger import (
 from rove.agents.common.utils import (
     Schedule,
     as_schedule,
+    denormals_flushed,
     get_device,
     get_rng_states,
     load_state_dict_resizing,
@@ -50,7 +51,7 @@ from rove.intrinsic.types import Step
 from rove.obs import TensorObs, obs_index
 
 SB3_POLICY_NAMES = ("auto", "MlpPolicy", "CnnPolicy", "MultiInputPolicy")
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the actor and critic heads are one Linear (policy.heads)
 
 
 def make_vector_env(env: str | gym.vector.VectorEnv, n_envs: int, seed: int | None) -> tuple[gym.vector.VectorEnv, str]:
@@ -104,6 +105,7 @@ class OnPolicyAlgorithm:
         seed: int | None,
         verbose: int,
         hyperparams: dict[str, Any],
+        flush_denormals: bool = True,
         _spaces: tuple[spaces.Space, spaces.Space] | None = None,
     ) -> None:
         if isinstance(policy, str) and policy not in SB3_POLICY_NAMES:
@@ -122,6 +124,7 @@ class OnPolicyAlgorithm:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.verbose = verbose
         self.hyperparams = hyperparams
+        self.flush_denormals = flush_denormals
         self.num_timesteps = 0
         self.num_updates = 0
         self.intrinsic_warmed_up = False
@@ -320,8 +323,21 @@ class OnPolicyAlgorithm:
         """Trains for ``total_timesteps`` env steps (summed over envs).
 
         As in Stable-Baselines3, ``reset_num_timesteps=False`` continues the step counter (resuming a
-        loaded checkpoint) and then ``total_timesteps`` counts the *additional* steps.
+        loaded checkpoint) and then ``total_timesteps`` counts the *additional* steps. Runs with subnormal
+        floats flushed to zero unless the agent was built with ``flush_denormals=False`` (see
+        :func:`rove.agents.common.utils.denormals_flushed`).
         """
+        with denormals_flushed(self.flush_denormals):
+            return self._learn(total_timesteps, callback, log_interval, progress_bar, reset_num_timesteps)
+
+    def _learn(
+        self,
+        total_timesteps: int,
+        callback: BaseCallback | list[BaseCallback] | None,
+        log_interval: int,
+        progress_bar: bool,
+        reset_num_timesteps: bool,
+    ) -> OnPolicyAlgorithm:
         if self.env is None:
             raise ValueError("this model has no env: pass env= to PPO.load or call set_env first")
         if reset_num_timesteps:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,32 @@ def make_adam(params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8) -> t
     params = list(params)
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
     return torch.optim.Adam(params, lr=lr, eps=eps, fused=True if fused else None, foreach=None if fused else True)
+
+
+def flushes_denormals() -> bool:
+    """Whether the CPU flushes subnormal float results to zero now (torch has a setter but no getter: a
+    product below float32's smallest normal, 1.2e-38, comes out as 0 exactly when it does)."""
+    return float(torch.tensor([2e-38]) * 0.25) == 0.0
+
+
+@contextmanager
+def denormals_flushed(enabled: bool = True) -> Iterator[None]:
+    """Runs the body with subnormal floats flushed to zero on the CPU, then restores the mode it found.
+
+    Why: x86 CPUs handle subnormal operands and results in microcode, many times slower than normal floats,
+    and PPO's update makes them: Adam squares gradients of ~1e-20 (units the loss barely reaches) and decays
+    the moments of dead ReLU units geometrically. On MiniGrid the PPO update ran up to 1.5x slower with them
+    (Adam's step alone 8x). Values below 1.2e-38 becoming 0 change nothing an optimiser with eps >= 1e-8
+    can see; TensorFlow flushes them on CPU by default for the same reason. No effect on CUDA tensors.
+    """
+    turn_on = enabled and not flushes_denormals()
+    if turn_on:
+        turn_on = torch.set_flush_denormal(True)  # False where the CPU has no such mode: nothing to undo
+    try:
+        yield
+    finally:
+        if turn_on:
+            torch.set_flush_denormal(False)
 
 
 def linear_schedule(start: float, end: float = 0.0) -> Schedule:

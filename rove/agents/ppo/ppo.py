@@ -91,6 +91,8 @@ class PPO(OnPolicyAlgorithm):
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         seed: Seeds init, sampling and the env's first reset.
         verbose: 1 prints a summary per update.
+        flush_denormals: Flush subnormal floats to zero on the CPU during ``learn`` (x86 computes with them
+            many times slower; see :func:`rove.agents.common.utils.denormals_flushed`).
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class PPO(OnPolicyAlgorithm):
         device: torch.device | str = "auto",
         seed: int | None = None,
         verbose: int = 1,
+        flush_denormals: bool = True,
         _spaces: tuple[spaces.Space, spaces.Space] | None = None,
     ) -> None:
         if batch_size < 1 or n_epochs < 1:
@@ -156,6 +159,7 @@ class PPO(OnPolicyAlgorithm):
             "tensorboard_log": tensorboard_log,
             "seed": seed,
             "verbose": verbose,
+            "flush_denormals": flush_denormals,
         }
         super().__init__(
             policy,
@@ -179,6 +183,7 @@ class PPO(OnPolicyAlgorithm):
             seed=seed,
             verbose=verbose,
             hyperparams=hyperparams,
+            flush_denormals=flush_denormals,
             _spaces=_spaces,
         )
 
