@@ -52,6 +52,7 @@ import torch
 
 import rove
 from rove.agents import PPO
+from rove.agents.common.utils import denormals_flushed
 from rove.experiments.args import parse_dataclass_args
 
 MINIGRID_ID = "Rove/MiniGrid-DoorKey-8x8-v0"
@@ -83,6 +84,10 @@ class Args:
     presets: str = field(default="zoo,cleanrl", metadata={"help": f"comma-separated presets of {sorted(PRESETS)}"})
     steps: int = field(default=4096, metadata={"help": "env steps per timed learn() call"})
     late_warmup: int = field(default=98_304, metadata={"help": "training steps before timing the *_late rows"})
+    sb3_flush_denormals: bool = field(
+        default=False,
+        metadata={"help": "run SB3 with subnormals flushed too (isolates that effect; not SB3's default)"},
+    )
     repeats: int = field(default=5, metadata={"help": "interleaved timed repeats; medians are reported"})
     seed: int = field(default=0, metadata={"help": "seed of both agents"})
     quick: bool = field(
@@ -163,12 +168,13 @@ def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
     def rove_learn() -> None:
         rove_model.learn(steps, reset_num_timesteps=False)
 
-    def sb3_learn() -> None:
-        sb3_model.learn(steps, callback=callback, reset_num_timesteps=False)
+    def sb3_learn(steps: int = steps, reset_num_timesteps: bool = False) -> None:
+        with denormals_flushed(args.sb3_flush_denormals):
+            sb3_model.learn(steps, callback=callback, reset_num_timesteps=reset_num_timesteps)
 
     warmup = args.late_warmup if row.endswith("_late") else rollout  # first resets, allocations, lazy imports
     rove_model.learn(warmup)
-    sb3_model.learn(warmup, callback=callback)
+    sb3_learn(warmup, reset_num_timesteps=True)
     rove_sps, sb3_sps, ratios, rove_wall, sb3_wall = [], [], [], [], []
     for _ in range(args.repeats):
         r, r_wall = timed(rove_learn, steps)
@@ -182,6 +188,7 @@ def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
         "row": row,
         "preset": preset_name,
         "warmup_steps": warmup,
+        "sb3_flush_denormals": args.sb3_flush_denormals,
         **dataclasses.asdict(preset),
         **info,
         "rove_sps": statistics.median(rove_sps),
@@ -211,9 +218,10 @@ def markdown(results: list[dict[str, Any]], args: Args) -> str:
         intrinsic = r["intrinsic"] or "-"
         if r["intrinsic"]:
             intrinsic += " (SB3 via rove.agents.sb3)"
+        env = r["env"] + (" (SB3 flushing subnormals too)" if r["sb3_flush_denormals"] else "")
         layout = f"{r['preset']} ({r['n_envs']}x{r['n_steps']}, {r['batch_size']}, {r['n_epochs']})"
         lines.append(
-            f"| {r['env']} | {intrinsic} | {layout} | {r['warmup_steps']} | {r['rove_sps']:.0f} | {r['sb3_sps']:.0f} "
+            f"| {env} | {intrinsic} | {layout} | {r['warmup_steps']} | {r['rove_sps']:.0f} | {r['sb3_sps']:.0f} "
             f"| {r['ratio']:.2f}x | {r['wall_ratio']:.2f}x |"
         )
     return "\n".join(lines)
