@@ -79,7 +79,8 @@ def denormals_flushed(enabled: bool = True) -> Iterator[None]:
     the moments of dead ReLU units geometrically. After 98k steps of MiniGrid training, Stable-Baselines3's
     PPO ran at about 0.85x the speed it had with subnormals flushed (``experiments/bench_agents.py
     --rows minigrid_late``, with and without ``--sb3-flush-denormals``). Values below 1.2e-38 becoming 0
-    change nothing an optimiser with eps >= 1e-8 can see; TensorFlow flushes them on CPU by default for the same reason. No effect on CUDA tensors.
+    change nothing an optimiser with eps >= 1e-8 can see; TensorFlow flushes them on CPU by default for the
+    same reason. No effect on CUDA tensors.
     """
     turn_on = enabled and not flushes_denormals()
     if turn_on:
