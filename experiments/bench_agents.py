@@ -76,6 +76,7 @@ PRESETS = {
     "cleanrl": Preset(n_envs=8, n_steps=128, batch_size=256, n_epochs=4),
 }
 QUICK = Preset(n_envs=2, n_steps=32, batch_size=32, n_epochs=1)
+ROWS = ("cartpole", "minigrid", "minigrid_rnd", "minigrid_late")
 
 
 @dataclass
@@ -144,7 +145,7 @@ def build_pair(row: str, preset: Preset, seed: int) -> tuple[Any, Any, dict[str,
         if intrinsic is not None:
             sb3_model._rove_callback = IntrinsicRewardCallback("rnd", int_coef=1.0, warm_up=False)
         return rove_model, sb3_model, {"env": MINIGRID_ID, "intrinsic": intrinsic}
-    raise ValueError(f"unknown row {row!r}; choose from cartpole, minigrid, minigrid_rnd, minigrid_late")
+    raise ValueError(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
 
 
 def timed(learn: Callable[[], Any], steps: int) -> tuple[float, float]:
@@ -233,7 +234,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     rows = [row.strip() for row in args.rows.split(",") if row.strip()]
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     for name in presets:
-        preset_named(name)  # fail before any timing on a misspelt preset
+        preset_named(name)  # fail before any timing on a misspelt preset or row
+    for row in rows:
+        if row not in ROWS:
+            raise ValueError(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
     results = [run_row(row, name, args) for name in presets for row in rows]
     print(markdown(results, args))
     out = Path(args.out)

@@ -41,10 +41,13 @@ def test_bench_agents_late_row_trains_both_agents_before_timing(tmp_path: Path) 
     assert result["rove_trained_steps"] == result["sb3_trained_steps"] == 192 + 128
 
 
-def test_bench_agents_rejects_unknown_row(tmp_path: Path) -> None:
+def test_bench_agents_rejects_unknown_row_before_timing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _load("bench_agents")
-    with pytest.raises(ValueError, match="unknown row"):
-        bench.main(["--quick", "--rows", "pong", "--out", str(tmp_path / "x.json")])
+    timed_rows: list[str] = []
+    monkeypatch.setattr(bench, "run_row", lambda row, *_: timed_rows.append(row))
+    with pytest.raises(ValueError, match="unknown row 'pong'"):
+        bench.main(["--quick", "--rows", "cartpole,pong", "--out", str(tmp_path / "x.json")])
+    assert timed_rows == []  # refused before the valid row ran
 
 
 def test_bench_agents_rejects_unknown_preset_before_timing(tmp_path: Path) -> None:
