@@ -131,6 +131,15 @@ class IntrinsicModule(nn.Module):
             )
         )
 
+    def reset_episodes(self) -> None:
+        """Forgets every episodic memory: each env is at the first observation of a fresh episode.
+
+        Agents call it whenever the envs are reset without the module seeing the episode ends (the start of
+        ``learn`` after ``load``, ``set_env``), so that no memory outlives the episodes it belongs to.
+        Lifelong state (counts over all training, trained networks, statistics) is kept.
+        """
+        self._reset_episodes()
+
     def compute(self, rollout: Rollout) -> torch.Tensor:
         """The intrinsic reward of each transition, ``[T, E]`` float32: zero on autoreset steps, normalised
         as configured and multiplied by the coefficient."""
@@ -176,6 +185,9 @@ class IntrinsicModule(nn.Module):
 
     def _observe(self, step: Step) -> None:
         """Updates episodic memory; default: the module has none."""
+
+    def _reset_episodes(self) -> None:
+        """Clears episodic memory (see :meth:`reset_episodes`); default: the module has none."""
 
     def _compute(self, rollout: Rollout) -> torch.Tensor:
         """Raw intrinsic reward ``[T, E]`` of each transition (runs under ``torch.no_grad``)."""
