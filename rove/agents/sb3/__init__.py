@@ -16,6 +16,7 @@ from rove.agents.sb3.buffers import (
     IntrinsicRolloutBuffer,
     intrinsic_buffer_class,
 )
+from rove.agents.sb3.monitor import RoveMonitor, make_vec_env
 from rove.agents.sb3.policies import RoveFeaturesExtractor, rove_policy_kwargs
 from rove.agents.sb3.recorder import TransitionRecorder
 
@@ -25,7 +26,9 @@ __all__ = [
     "IntrinsicRewardCallback",
     "IntrinsicRolloutBuffer",
     "RoveFeaturesExtractor",
+    "RoveMonitor",
     "TransitionRecorder",
     "intrinsic_buffer_class",
+    "make_vec_env",
     "rove_policy_kwargs",
 ]

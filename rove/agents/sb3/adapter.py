@@ -20,6 +20,10 @@ from rove.intrinsic.registry import get as get_module_class
 from rove.intrinsic.types import Rollout
 
 
+# The model attribute that holds the module, so that SB3's save/load carry it (SB3 pickles the model's attributes).
+MODEL_ATTRIBUTE = "intrinsic_module"
+
+
 class IntrinsicRewardCallback(BaseCallback):
     """Adds a Rove intrinsic reward to Stable-Baselines3's ``PPO`` or ``A2C`` before advantages are computed.
 
@@ -46,6 +50,13 @@ class IntrinsicRewardCallback(BaseCallback):
       already computed the advantages by then (``REFERENCE.md`` §2).
     - After the rollout (``_on_rollout_end``) it calls ``module.update(rollout)`` and logs the losses as
       ``intrinsic/<name>/<loss>`` with the reward's mean and max as ``intrinsic/<name>/reward_mean|max``.
+    - The module travels with the model: it is ``model.intrinsic_module``, which ``model.save`` stores and
+      ``PPO.load`` restores; a callback given the same module name reuses a module the model carries.
+    - At the end of ``learn`` the model's own buffer is put back, so a later ``learn`` without the callback
+      trains on the extrinsic reward alone instead of a reward left over from the previous rollout.
+    - Whenever SB3 resets the envs itself (a ``learn`` with ``reset_num_timesteps=True``, after ``load`` or
+      ``set_env``) the module's episodic memory is cleared (``module.reset_episodes()``): the episodes it
+      belonged to are gone.
 
     SB3 has one value head and one discount: the intrinsic return is episodic and shares ``gamma`` with the
     extrinsic one (Rove's own :class:`rove.agents.PPO` keeps them separate, as RND prescribes).
@@ -86,6 +97,8 @@ class IntrinsicRewardCallback(BaseCallback):
         self._recorder: TransitionRecorder | None = None
         self._rollout: Rollout | None = None
         self._reward: np.ndarray | None = None
+        self._replaced_buffer: RolloutBuffer | None = None
+        self._last_obs_seen: Any = None  # model._last_obs when the previous learn() ended
 
     # ----- SB3 hooks -----
     def _init_callback(self) -> None:
@@ -96,9 +109,35 @@ class IntrinsicRewardCallback(BaseCallback):
             )
         keys = _transposed_image_keys(model)
         if self.module is None:
-            self.module = self._build_module(model, channels_last(model.observation_space, keys))
+            carried = getattr(model, MODEL_ATTRIBUTE, None)
+            if isinstance(carried, IntrinsicModule) and carried.name == self._module_spec:
+                if self.module_kwargs:
+                    raise ValueError(
+                        f"the model already carries a trained {carried.name!r} module (model.{MODEL_ATTRIBUTE}); "
+                        f"pass it (IntrinsicRewardCallback(model.{MODEL_ATTRIBUTE})) or delete the attribute to "
+                        "start a new module with module_kwargs"
+                    )
+                self.module, self._warmed_up = carried, carried.num_steps_seen > 0
+            else:
+                self.module = self._build_module(model, channels_last(model.observation_space, keys))
+        setattr(model, MODEL_ATTRIBUTE, self.module)
         self._install_buffer(model)
         self._recorder = TransitionRecorder(model.n_steps, model.n_envs, _untranspose_fn(keys))
+
+    def _on_training_start(self) -> None:
+        assert self.module is not None
+        # SB3 resets the envs in _setup_learn (a new _last_obs) unless it continues the previous learn().
+        if self.model._last_obs is not self._last_obs_seen:
+            self.module.reset_episodes()
+
+    def _on_training_end(self) -> None:
+        self._last_obs_seen = self.model._last_obs
+        buffer = self.model.rollout_buffer
+        if isinstance(buffer, IntrinsicBufferMixin):
+            buffer.intrinsic_hook = None
+        if self._replaced_buffer is not None:
+            self.model.rollout_buffer = self._replaced_buffer
+            self._replaced_buffer = None
 
     def _on_rollout_start(self) -> None:
         assert self._recorder is not None
@@ -145,6 +184,7 @@ class IntrinsicRewardCallback(BaseCallback):
         if not np.array_equal(dones, expected):
             raise RuntimeError("recorded episode ends disagree with the rollout buffer's episode_starts")
         rollout = recorder.rollout()
+        recorder.reset()  # consumed: a buffer that calls again without new steps is refused above
         if self.warm_up and not self._warmed_up:
             self.module.warm_up(rollout.flatten().next_obs)
             self._warmed_up = True
@@ -180,6 +220,7 @@ class IntrinsicRewardCallback(BaseCallback):
                 n_envs=model.n_envs,
                 **model.rollout_buffer_kwargs,
             )
+            self._replaced_buffer = model.rollout_buffer
             model.rollout_buffer = buffer
         buffer.intrinsic_hook = self._intrinsic_reward  # type: ignore[attr-defined]
 
