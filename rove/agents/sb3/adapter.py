@@ -19,7 +19,6 @@ from rove.intrinsic.base import IntrinsicModule
 from rove.intrinsic.registry import get as get_module_class
 from rove.intrinsic.types import Rollout
 
-
 # The model attribute that holds the module, so that SB3's save/load carry it (SB3 pickles the model's attributes).
 MODEL_ATTRIBUTE = "intrinsic_module"
 
