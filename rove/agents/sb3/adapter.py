@@ -130,12 +130,14 @@ class IntrinsicRewardCallback(BaseCallback):
             self.module.reset_episodes()
 
     def _on_training_end(self) -> None:
-        self._last_obs_seen = self.model._last_obs
-        buffer = self.model.rollout_buffer
+        model = self.model
+        assert isinstance(model, OnPolicyAlgorithm)
+        self._last_obs_seen = model._last_obs
+        buffer = model.rollout_buffer
         if isinstance(buffer, IntrinsicBufferMixin):
             buffer.intrinsic_hook = None
         if self._replaced_buffer is not None:
-            self.model.rollout_buffer = self._replaced_buffer
+            model.rollout_buffer = self._replaced_buffer
             self._replaced_buffer = None
 
     def _on_rollout_start(self) -> None:
