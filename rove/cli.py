@@ -380,6 +380,35 @@ def _checkpoint_env_id(ckpt: Path) -> str | None:
     return torch.load(ckpt, map_location="cpu", weights_only=False).get("env_id")
 
 
+def _run_env_kwargs(ckpt: Path) -> dict[str, Any]:
+    """``env_kwargs`` of the run folder holding ``ckpt`` (its ``run.json``), else none."""
+    from rove.experiments.runs import SPEC_FILE
+
+    for folder in (ckpt.parent.parent, ckpt.parent):
+        if (folder / SPEC_FILE).is_file():
+            env_kwargs = json.loads((folder / SPEC_FILE).read_text()).get("env_kwargs") or {}
+            return dict(env_kwargs) if isinstance(env_kwargs, dict) else {}
+    return {}
+
+
+def _space_mismatch(model: Any, env: Any) -> str:
+    """Which of the env's spaces differ from those the agent was built for ("" if none)."""
+    from gymnasium import spaces
+
+    from rove.agents.common.utils import tensor_space
+
+    observation = tensor_space(env.observation_space)
+    if observation != model.observation_space:
+        if isinstance(observation, spaces.Dict) and isinstance(model.observation_space, spaces.Dict):
+            mine, theirs = model.observation_space.spaces, observation.spaces
+            keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            return f"observation keys {keys} differ (the agent's: {sorted(mine)})"
+        return f"observation space {observation} is not the agent's {model.observation_space}"
+    if env.action_space != model.action_space:
+        return f"action space {env.action_space} is not the agent's {model.action_space}"
+    return ""
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import gymnasium as gym
     import numpy as np
@@ -387,9 +416,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     import rove  # noqa: F401  (registers the Rove ids)
     from rove.agents import PPO
+    from rove.experiments.validate import check_device
 
     if args.episodes < 1:
         raise CLIError(f"--episodes must be >= 1, got {args.episodes}")
+    try:
+        check_device(args.device)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     torch.set_num_threads(args.threads)
     ckpt = _find_checkpoint(Path(args.path))
     model = PPO.load(ckpt, device=args.device, verbose=0, run_dir=None)
@@ -397,11 +431,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if env_id is None:
         raise CLIError(f"{ckpt} does not record its env id: pass --env")
     env_id = _env_id(env_id)
+    trained_on = model.env_id or _checkpoint_env_id(ckpt)
+    # The run's own env options (run.json's env_kwargs) apply when it is evaluated on its own env.
+    env_kwargs = _run_env_kwargs(ckpt) if trained_on is not None and _env_id(trained_on) == env_id else {}
     render_mode = "rgb_array" if args.gif else None
     try:
-        env = gym.make(env_id, render_mode=render_mode) if render_mode else gym.make(env_id)
+        env = gym.make(env_id, render_mode=render_mode, **env_kwargs) if render_mode else gym.make(env_id, **env_kwargs)
     except (ValueError, TypeError) as err:
         raise CLIError(f"{env_id} cannot render RGB frames for --gif ({err})") from err
+    mismatch = _space_mismatch(model, env)
+    if mismatch:
+        env.close()
+        raise CLIError(
+            f"{env_id} does not match the agent (trained on {trained_on or 'an unrecorded env'}): {mismatch}"
+        )
     frames: list[Any] = []
     episodes: list[dict[str, Any]] = []
     for i in range(args.episodes):
