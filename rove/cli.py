@@ -155,7 +155,7 @@ def _given_spec_options(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
             value: Any = _env_id(raw)
         elif dest == "intrinsic":
             value = list(parse_intrinsic(raw) or ())
-        elif dest in ("intrinsic_kwargs", "agent_kwargs"):
+        elif dest.endswith("_kwargs"):
             value = parse_kwargs(raw, flag)
         elif dest == "steps":
             value = parse_steps_option(raw)

@@ -6,7 +6,7 @@ Usage::
     from rove.agents.sb3 import IntrinsicRewardCallback, rove_policy_kwargs
 
     model = PPO("MultiInputPolicy", "Rove/MiniGrid-DoorKey-8x8-v0", policy_kwargs=rove_policy_kwargs())
-    model.learn(100_000, callback=IntrinsicRewardCallback("rnd", int_coef=1.0))
+    model.learn(100_000, callback=IntrinsicRewardCallback("rnd", int_coef=0.01))
 """
 
 from rove.agents.sb3.adapter import IntrinsicRewardCallback
