@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # The README's "run" command. DoorKey-6x6: the reward waits behind a locked door whose key must be found
 # first. Measured here (seed 0, 100k steps): plain PPO with these settings ends at 0% success, PPO + this
@@ -580,8 +580,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ----- the parser -----
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) that name close matches of an invalid choice."""
+
+    def error(self, message: str) -> NoReturn:
+        import re
+
+        from rove.experiments.validate import close_matches
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            message += close_matches(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rove",
         description="Exploration research on NetHack, Crafter and MiniGrid with intrinsic rewards.",
         epilog="`rove train` with no arguments runs the default example; `rove <command> --help` for options.",

@@ -384,8 +384,10 @@ def train_run(
     model = resume_agent(spec, path, verbose) if resuming else build_agent(spec, path, verbose=verbose)
     steps_before = model.num_timesteps
     if log is not None:
-        where = f"resuming {path} from step {steps_before}" if resuming else f"run folder: {path}"
-        log(f"{where} (of {spec.total_timesteps})")
+        if resuming:
+            log(f"resuming {path} from step {steps_before} of {spec.total_timesteps}")
+        else:
+            log(f"run folder: {path} ({spec.total_timesteps} steps)")
     progress = _Progress(spec.total_timesteps, progress_bar)
     try:
         remaining = spec.total_timesteps - model.num_timesteps

@@ -185,7 +185,7 @@ def test_ctrl_c_says_how_to_resume_and_resume_uses_the_runs_own_config(
     # Resuming names no option: the run's own run.json (seed 3, 512 steps, count) is what continues.
     assert main(["train", "--resume", "--run-dir", str(run)]) == 0
     printed = capsys.readouterr()
-    assert f"resuming {run} from step 192 (of 512)" in printed.out
+    assert f"resuming {run} from step 192 of 512" in printed.out
     assert " 192/512 " in printed.err, "the progress bar starts at the resumed step"
     assert [p.name for p in out.iterdir()] == [run.name]
     result = json.loads((run / "result.json").read_text())
@@ -231,7 +231,7 @@ def test_resume_refuses_contradicting_options_and_nothing_to_resume(
     assert "holds no run to resume" in _only_line(capsys.readouterr().err)
     assert not empty.exists() and not (tmp_path / "nowhere").exists()
     assert main(["train", "--resume", "--out", str(out), "--seed", "3", "--no-progress"]) == 0
-    assert f"resuming {run} from step 64 (of 512)" in capsys.readouterr().out
+    assert f"resuming {run} from step 64 of 512" in capsys.readouterr().out
     assert json.loads((run / "result.json").read_text())["total_timesteps"] == 512
 
 
@@ -324,3 +324,18 @@ def test_eval_refuses_an_env_that_does_not_match_the_run(tmp_path: Path, capsys:
     assert "unknown device 'gpu'" in _only_line(capsys.readouterr().err)
     # Another MiniGrid task has the same spaces: evaluating a policy there (transfer) is allowed.
     assert main(["eval", str(run), "--env", "MiniGrid-Empty-6x6-v0", "--episodes", "1", "--device", "cpu"]) == 0
+
+
+def test_argparse_errors_are_one_line_with_close_matches(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in [
+        (["trian"], "invalid choice: 'trian'"),
+        (["train", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+        (["bench", "agnets"], "did you mean 'agents'?"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in _only_line(capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        main(["trian"])
+    assert "did you mean 'train'?" in capsys.readouterr().err
