@@ -705,7 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rove {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rove {args.command}: interrupted", file=sys.stderr)
+        again = "; run the same command again to resume it" if args.command == "sweep" else ""
+        print(f"rove {args.command}: interrupted{again}", file=sys.stderr)
         return 130
 
 
