@@ -101,6 +101,7 @@ class IntrinsicRewardCallback(BaseCallback):
         self._rollout: Rollout | None = None
         self._reward: np.ndarray | None = None
         self._replaced_buffer: RolloutBuffer | None = None
+        self._buffers: tuple[RolloutBuffer, RolloutBuffer] | None = None  # (model's own, intrinsic version)
         self._last_obs_seen: Any = None  # model._last_obs when the previous learn() ended
 
     # ----- SB3 hooks -----
@@ -213,21 +214,28 @@ class IntrinsicRewardCallback(BaseCallback):
     def _install_buffer(self, model: OnPolicyAlgorithm) -> None:
         buffer = model.rollout_buffer
         if not isinstance(buffer, IntrinsicBufferMixin):
-            # Same arguments as OnPolicyAlgorithm._setup_model; the buffer holds no data between rollouts.
-            cls = intrinsic_buffer_class(type(buffer))
-            buffer = cls(
-                model.n_steps,
-                model.observation_space,
-                model.action_space,
-                device=model.device,
-                gamma=model.gamma,
-                gae_lambda=model.gae_lambda,
-                n_envs=model.n_envs,
-                **model.rollout_buffer_kwargs,
-            )
-            self._replaced_buffer = model.rollout_buffer
-            model.rollout_buffer = buffer
+            # The buffer holds no data between rollouts: the one built for this original at a previous
+            # learn() is reused.
+            if self._buffers is None or self._buffers[0] is not buffer:
+                self._buffers = (buffer, _intrinsic_buffer_for(model))
+            self._replaced_buffer = buffer
+            model.rollout_buffer = buffer = self._buffers[1]
         buffer.intrinsic_hook = self._intrinsic_reward  # type: ignore[attr-defined]
+
+
+def _intrinsic_buffer_for(model: OnPolicyAlgorithm) -> RolloutBuffer:
+    """The intrinsic version of ``model``'s rollout buffer, built as ``OnPolicyAlgorithm._setup_model`` builds it."""
+    cls = intrinsic_buffer_class(type(model.rollout_buffer))
+    return cls(
+        model.n_steps,
+        model.observation_space,
+        model.action_space,
+        device=model.device,
+        gamma=model.gamma,
+        gae_lambda=model.gae_lambda,
+        n_envs=model.n_envs,
+        **model.rollout_buffer_kwargs,
+    )
 
 
 # ----- SB3's VecTransposeImage: modules see images as the env returns them, (H, W, C) -----
