@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -375,13 +376,22 @@ def train_run(
         _check_run_dir(Path(run_dir), spec, resume)
     if threads is not None:
         torch.set_num_threads(threads)
-    path = Path(run_dir) if run_dir is not None else (resume and resumable_run(root, spec)) or new_run_dir(root, spec)
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(run_dir) if run_dir is not None else (resume and resumable_run(root, spec)) or None
+    if path is None:
+        path, made = new_run_dir(root, spec), True
+    else:
+        made = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
     resuming = resume and (path / CHECKPOINT).is_file()
     if not resuming:
         write_json_atomic(path / SPEC_FILE, spec.to_dict())
     start = time.perf_counter()
-    model = resume_agent(spec, path, verbose) if resuming else build_agent(spec, path, verbose=verbose)
+    try:
+        model = resume_agent(spec, path, verbose) if resuming else build_agent(spec, path, verbose=verbose)
+    except Exception:
+        if made:  # what only the agent could refuse (a value out of range, ...): leave no half-made run behind
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     steps_before = model.num_timesteps
     if log is not None:
         if resuming:

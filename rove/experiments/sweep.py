@@ -395,6 +395,7 @@ def run_sweep(
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; choose from {list(LAUNCHERS)}")
+    config.check(here=launcher == "local")  # before any folder exists
     root = Path(out or config.out or Path("runs") / config.name)
     specs = config.specs()
     todo, done = plan(specs, root)

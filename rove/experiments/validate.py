@@ -98,6 +98,20 @@ def _alternatives(hint: Any) -> list[Any]:
     return [hint]
 
 
+def _name(hint: Any) -> str:
+    return "None" if hint is type(None) else str(getattr(hint, "__name__", hint))
+
+
+def _is_str_like(hint: Any) -> bool:
+    """Whether a str may stand for ``hint`` (a path, a type var, anything not a concrete non-str class)."""
+    import os
+
+    if isinstance(hint, typing.TypeVar) or hint is os.PathLike:
+        return True
+    origin = typing.get_origin(hint) or hint
+    return isinstance(origin, type) and issubclass(str, origin)  # e.g. object, Sequence, Hashable
+
+
 def check_value(what: str, value: Any, hint: Any) -> None:
     """Raises ValueError when ``value`` is not a ``Literal`` choice of ``hint`` or not of its plain type."""
     if hint is inspect.Parameter.empty or hint is Any:
@@ -109,15 +123,20 @@ def check_value(what: str, value: Any, hint: Any) -> None:
         return
     if literals and isinstance(value, str) and str not in others and Any not in others:
         raise unknown(f"{what}: unknown value", value, [str(v) for v in literals])
+    if isinstance(value, str) and others and not any(t is str or t is Any or _is_str_like(t) for t in others):
+        names = [_name(t) for t in others] + [repr(v) for v in literals]
+        raise ValueError(f"{what}: expected {' or '.join(names)}, got {value!r}")
     if not others or not all(isinstance(t, type) and t in _SIMPLE for t in others):
         return  # sequences, callables, modules...: the constructor checks them
-    accepted = tuple(others) + ((float,) if float in others else ())
-    ok = isinstance(value, accepted) and not (isinstance(value, bool) and bool not in others)
-    if float in others and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
+    if isinstance(value, bool):  # JSON/TOML true is not a number here
+        ok = bool in others
+    elif isinstance(value, int):
+        ok = int in others or float in others
+    else:
+        ok = isinstance(value, tuple(others))
     if not ok:
-        names = [t.__name__ if t is not type(None) else "None" for t in others] + [repr(v) for v in literals]
-        raise ValueError(f"{what}: {value!r} is not a {' or '.join(names)}")
+        names = [_name(t) for t in others] + [repr(v) for v in literals]
+        raise ValueError(f"{what}: expected {' or '.join(names)}, got {value!r}")
 
 
 def check_options(what: str, kwargs: Mapping[str, Any], cls: type, run_set: Mapping[str, str]) -> None:

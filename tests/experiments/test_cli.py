@@ -248,7 +248,7 @@ def test_step_counts_accept_the_usual_spellings(text: str, steps: int) -> None:
         (["--steps", "1.5"], "--steps: a step count must be a whole number"),
         (["--steps", "lots"], "not a step count: 'lots'"),
         (["--agent-kwargs", "n_step=64"], "agent options: unknown option 'n_step'; did you mean 'n_steps'?"),
-        (["--agent-kwargs", "ent_coef=high"], "agent options: ent_coef: 'high' is not a float"),
+        (["--agent-kwargs", "ent_coef=high"], "agent options: ent_coef: expected float, got 'high'"),
         (["--agent-kwargs", "seed=1"], "'seed' is set by the run, not here: use --seed"),
         (["--intrinsic", "count", "--intrinsic-kwargs", "mod=episodic"], "unknown option 'mod'; did you mean 'mode'?"),
         (
@@ -339,3 +339,13 @@ def test_argparse_errors_are_one_line_with_close_matches(capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         main(["trian"])
     assert "did you mean 'train'?" in capsys.readouterr().err
+
+
+def test_a_value_only_the_agent_refuses_leaves_no_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "runs"
+    argv = ["train", "MiniGrid-Empty-5x5-v0", "--intrinsic", "rnd", "--intrinsic-kwargs", "update_proportion=2"]
+    assert main([*argv, *SMALL, "--out", str(out), "--no-progress"]) == 2
+    assert "update_proportion must be in (0, 1], got 2" in _only_line(capsys.readouterr().err)
+    assert not out.exists() or not list(out.iterdir())
