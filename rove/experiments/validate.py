@@ -89,13 +89,20 @@ def accepted_options(cls: type) -> dict[str, Any]:
     return options
 
 
-def _alternatives(hint: Any) -> list[Any]:
+def _split(hint: Any) -> tuple[list[Any], list[Any]]:
+    """``(Literal values, other alternatives)`` of an annotation, unions flattened."""
     origin = typing.get_origin(hint)
     if origin is typing.Union or origin is types.UnionType:
-        return [a for arg in typing.get_args(hint) for a in _alternatives(arg)]
+        literals: list[Any] = []
+        others: list[Any] = []
+        for arg in typing.get_args(hint):
+            more_literals, more_others = _split(arg)
+            literals += more_literals
+            others += more_others
+        return literals, others
     if origin is typing.Literal:
-        return [("literal", value) for value in typing.get_args(hint)]
-    return [hint]
+        return list(typing.get_args(hint)), []
+    return [], [hint]
 
 
 def _name(hint: Any) -> str:
@@ -116,9 +123,7 @@ def check_value(what: str, value: Any, hint: Any) -> None:
     """Raises ValueError when ``value`` is not a ``Literal`` choice of ``hint`` or not of its plain type."""
     if hint is inspect.Parameter.empty or hint is Any:
         return
-    alternatives = _alternatives(hint)
-    literals = [a[1] for a in alternatives if isinstance(a, tuple) and a[:1] == ("literal",)]
-    others = [a for a in alternatives if not (isinstance(a, tuple) and a[:1] == ("literal",))]
+    literals, others = _split(hint)
     if literals and value in literals:
         return
     if literals and isinstance(value, str) and str not in others and Any not in others:
