@@ -224,6 +224,8 @@ def _contradictions(saved: dict[str, Any], given: list[tuple[str, str, Any]]) ->
         pairs = [(f"{field}.{k}", v) for k, v in _flatten(value)] if field.endswith("_kwargs") else [(field, value)]
         for key, wanted in pairs:
             have = _nested(saved, key)
+            if key == "env_id" and isinstance(have, str):
+                have = _env_id(have)  # "Rove/" may have been left out
             if have != wanted:
                 shown = "missing" if have is _MISSING else repr(have)
                 out.append(f"{flag} gives {key} = {wanted!r}, the run has {shown}")
