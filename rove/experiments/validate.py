@@ -7,8 +7,9 @@ value and its close matches, never train with a default instead. :func:`check_sp
 
 What is checked (the README's Development section lists it for users):
 
-- agent options (``agent_kwargs``, a sweep's ``[agent]``) against ``inspect.signature`` of the agent class;
-  options the run sets itself (:data:`RUN_SET_AGENT_OPTIONS`) are refused with the flag that sets them;
+- agent options (``agent_kwargs``, a sweep's ``[agent]``) against ``inspect.signature`` of the agent class,
+  and ``policy_kwargs`` against its policy class; options the run sets itself (:data:`RUN_SET_AGENT_OPTIONS`)
+  are refused with the flag that sets them;
 - module options against the module class's ``__init__``, following ``**kwargs`` into the base classes;
   with several modules, ``NAME: {...}`` tables go to that member, other keys to the fusion, and a table
   for a module that is not in the run is refused;
@@ -44,6 +45,11 @@ RUN_SET_MODULE_OPTIONS = {
     "observation_space": "the agent passes the env's",
     "action_space": "the agent passes the env's",
     "modules": "list the modules with --intrinsic (a sweep: a method 'a+b')",
+}
+# Policy options the agent sets itself.
+RUN_SET_POLICY_OPTIONS = {
+    "observation_space": "the agent passes the env's",
+    "action_space": "the agent passes the env's",
 }
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 _SIMPLE = (int, float, bool, str, type(None))
@@ -224,5 +230,8 @@ def check_spec(spec: Any, here: bool = True) -> None:
     from rove.agents import PPO
 
     check_options("agent options", spec.agent_kwargs, PPO, RUN_SET_AGENT_OPTIONS)
+    policy_kwargs = spec.agent_kwargs.get("policy_kwargs")
+    if isinstance(policy_kwargs, Mapping):  # the policy PPO builds from the env ("auto")
+        check_options("agent options: policy_kwargs", policy_kwargs, PPO.policy_class, RUN_SET_POLICY_OPTIONS)
     check_intrinsic(spec.intrinsic, spec.intrinsic_kwargs)
     check_device(spec.device, here)

@@ -199,6 +199,11 @@ def test_intrinsic_kwargs_sections_are_checked(tmp_path: Path, change: str, mess
             "method 'none': agent options: unknown option 'n_step'; did you mean 'n_steps'?",
         ),
         ("n_epochs = 1", "n_epochs = 1\nn_envs = 4", "'n_envs' is set by the run, not here"),
+        (
+            "n_epochs = 1",
+            "n_epochs = 1\npolicy_kwargs = { lsmt = true }",
+            "policy_kwargs: unknown option 'lsmt'; did you mean 'lstm'?",
+        ),
         ('"count"]', '{ intrinsic = "count", kwargs = { mode = "episodc" } }]', "unknown value 'episodc'"),
         ('"count"]', '{ intrinsic = ["count", "rnd"], kwargs = { operator = "prod" } }]', "did you mean 'product'?"),
         (
