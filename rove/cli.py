@@ -263,14 +263,20 @@ def _resume_target(args: argparse.Namespace) -> tuple[Any, Path]:
             raise CLIError(f"--resume continues {path} as it was started ({SPEC_FILE}): {'; '.join(problems)}")
     else:
         root = Path(args.out)
-        candidates = []
+        candidates, finished = [], []
         for spec_file in root.glob(f"*/{SPEC_FILE}") if root.is_dir() else []:
             folder, saved = spec_file.parent, _read_json(spec_file)
-            resumable = isinstance(saved, dict) and not is_finished(folder) and (folder / CHECKPOINT).is_file()
-            if resumable and not _contradictions(saved, given):
+            if not isinstance(saved, dict) or _contradictions(saved, given):
+                continue
+            if is_finished(folder):
+                finished.append(folder)
+            elif (folder / CHECKPOINT).is_file():
                 candidates.append((spec_file.stat().st_mtime, folder, saved))
         if not candidates:
             which = " matching " + " ".join(flag for flag, _, _ in given) if given else ""
+            if finished:
+                names = ", ".join(str(f) for f in sorted(finished)[:3])
+                raise CLIError(f"--resume: the runs under {root}{which} are finished ({names}): nothing to resume")
             raise CLIError(
                 f"--resume: no unfinished run with a checkpoint{which} under {root} (name one with --run-dir)"
             )

@@ -197,6 +197,8 @@ def test_ctrl_c_says_how_to_resume_and_resume_uses_the_runs_own_config(
     assert main(["train", "--resume", "--run-dir", str(run)]) == 2
     assert "is finished (512 steps" in _only_line(capsys.readouterr().err)
     assert (run / "result.json").read_text() == before
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    assert f"the runs under {out} are finished ({run})" in _only_line(capsys.readouterr().err)
     # Training into a folder that holds a run needs --resume.
     assert main(["train", "MiniGrid-Empty-5x5-v0", "--run-dir", str(run), *SMALL]) == 2
     assert "already holds a run" in _only_line(capsys.readouterr().err)
