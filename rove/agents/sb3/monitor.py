@@ -58,27 +58,38 @@ def make_vec_env(
     n_envs: int = 1,
     seed: int | None = None,
     start_index: int = 0,
+    monitor_dir: str | None = None,
+    wrapper_class: Callable[..., gym.Env] | None = None,
     env_kwargs: dict[str, Any] | None = None,
     vec_env_cls: type[DummyVecEnv | SubprocVecEnv] | None = None,
+    vec_env_kwargs: dict[str, Any] | None = None,
     monitor_kwargs: dict[str, Any] | None = None,
+    wrapper_kwargs: dict[str, Any] | None = None,
 ) -> VecEnv:
-    """``stable_baselines3.common.env_util.make_vec_env`` with :class:`RoveMonitor` in place of ``Monitor``.
+    """``stable_baselines3.common.env_util.make_vec_env`` (same arguments) with :class:`RoveMonitor` in place
+    of ``Monitor``. (SB3's own always adds a plain ``Monitor``, which would drop the statistics again.)
 
     Seeds as SB3 does: env ``i`` first resets with ``seed + i``, its action space is seeded with
     ``seed + start_index + i``.
-    (SB3's own ``make_vec_env`` always adds a plain ``Monitor``, which would drop the statistics again.)
     """
+    import os
+
     import rove  # noqa: F401  (registers the Rove ids)
 
     def make(rank: int) -> Callable[[], gym.Env]:
         def init() -> gym.Env:
-            env = gym.make(env_id, **(env_kwargs or {})) if isinstance(env_id, str) else env_id(**(env_kwargs or {}))
+            kwargs = env_kwargs or {}
+            env = gym.make(env_id, **kwargs) if isinstance(env_id, str) else env_id(**kwargs)
             if seed is not None:
                 env.action_space.seed(seed + rank)
-            return RoveMonitor(env, **(monitor_kwargs or {}))
+            filename = os.path.join(monitor_dir, str(rank)) if monitor_dir is not None else None
+            if monitor_dir is not None:
+                os.makedirs(monitor_dir, exist_ok=True)
+            env = RoveMonitor(env, filename=filename, **(monitor_kwargs or {}))
+            return wrapper_class(env, **(wrapper_kwargs or {})) if wrapper_class is not None else env
 
         return init
 
-    venv = (vec_env_cls or DummyVecEnv)([make(start_index + i) for i in range(n_envs)])
+    venv = (vec_env_cls or DummyVecEnv)([make(start_index + i) for i in range(n_envs)], **(vec_env_kwargs or {}))
     venv.seed(seed)
     return venv
