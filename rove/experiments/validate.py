@@ -213,7 +213,10 @@ def check_device(device: str, here: bool = True) -> None:
         raise unknown("unknown device", text, ["auto", "cpu", "cuda", "cuda:N", "mps"])
     if not here:
         return
-    resolved = get_device(text)
+    try:
+        resolved = get_device(text)
+    except (RuntimeError, ValueError) as err:  # e.g. CUDA named on a machine without it
+        raise ValueError(f"device {text!r}: {err}") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {text!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
