@@ -98,6 +98,8 @@ class SweepConfig:
         """
         from rove.experiments.validate import check_spec
 
+        if not self.envs:
+            return
         for method in self.methods:
             try:
                 check_spec(self.spec(self.envs[0], method, self.seeds[0] if self.seeds else 0), here)
@@ -151,6 +153,9 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SweepConfig
     for key in ("envs", "methods", "seeds", "total_timesteps"):
         if key not in data:
             raise ValueError(f"{source}: missing required key {key!r}")
+    for key in ("envs", "methods", "seeds"):
+        if data[key] in ([], 0):
+            raise ValueError(f"{source}: {key!r} is empty: the sweep would run nothing")
     for key, kind in _TABLES.items():
         if key in data and not isinstance(data[key], kind):
             raise ValueError(f"{source}: {key!r} must be a {kind.__name__}, got {data[key]!r}")

@@ -76,6 +76,8 @@ def test_grid_expansion_labels_and_fusion_kwargs() -> None:
         ({"methods": ["rdn"]}, "unknown intrinsic module 'rdn'"),
         ({"methods": ["rnd", "rnd"]}, "unique"),
         ({"epochs": 3}, "unknown key"),
+        ({"envs": []}, "'envs' is empty"),
+        ({"seeds": 0}, "'seeds' is empty"),
     ],
 )
 def test_bad_configs_fail_clearly(change: dict, message: str) -> None:
