@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # The README's "run" command. DoorKey-6x6: the reward waits behind a locked door whose key must be found
 # first. Measured here (seed 0, 100k steps): plain PPO with these settings ends at 0% success, PPO + this
@@ -114,6 +114,56 @@ def _env_id(name: str) -> str:
 
 # ----- train -----
 
+# The `rove train` options that set a RunSpec field: (flag, argparse dest, field; "agent_kwargs.x" nests).
+# A resumed run takes these from its run.json; one given on the command line must agree with it.
+SPEC_OPTIONS = (
+    ("ENV", "env", "env_id"),
+    ("--agent", "agent", "agent"),
+    ("--intrinsic", "intrinsic", "intrinsic"),
+    ("--intrinsic-kwargs", "intrinsic_kwargs", "intrinsic_kwargs"),
+    ("--agent-kwargs", "agent_kwargs", "agent_kwargs"),
+    ("--steps", "steps", "total_timesteps"),
+    ("--seed", "seed", "seed"),
+    ("--device", "device", "device"),
+    ("--n-envs", "n_envs", "n_envs"),
+    ("--n-steps", "n_steps", "agent_kwargs.n_steps"),
+    ("--batch-size", "batch_size", "agent_kwargs.batch_size"),
+    ("--label", "label", "label"),
+)
+
+
+def parse_steps_option(text: str | None, flag: str = "--steps") -> int | None:
+    """``--steps 1e6`` / ``100k`` / ``1_000_000`` -> int (None when not given)."""
+    from rove.experiments.args import parse_steps
+
+    if text is None:
+        return None
+    try:
+        return parse_steps(text)
+    except ValueError as err:
+        raise CLIError(f"{flag}: {err}") from None
+
+
+def _given_spec_options(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
+    """``(flag, RunSpec field, value)`` for each spec option given on the command line, parsed."""
+    out: list[tuple[str, str, Any]] = []
+    for flag, dest, field in SPEC_OPTIONS:
+        raw = getattr(args, dest)
+        if raw is None:
+            continue
+        if dest == "env":
+            value: Any = _env_id(raw)
+        elif dest == "intrinsic":
+            value = list(parse_intrinsic(raw) or ())
+        elif dest.endswith("_kwargs"):
+            value = parse_kwargs(raw, flag)
+        elif dest == "steps":
+            value = parse_steps_option(raw)
+        else:
+            value = raw
+        out.append((flag, field, value))
+    return out
+
 
 def _train_spec(args: argparse.Namespace) -> Any:
     from rove.experiments.runs import RunSpec
@@ -129,45 +179,156 @@ def _train_spec(args: argparse.Namespace) -> Any:
     for key in ("n_steps", "batch_size"):
         if getattr(args, key) is not None:
             agent_kwargs[key] = getattr(args, key)
+    steps = parse_steps_option(args.steps)
     try:
         return RunSpec(
             env_id=base["env_id"],
             intrinsic=base.get("intrinsic", ()),
-            seed=args.seed,
-            total_timesteps=args.steps if args.steps is not None else base.get("total_timesteps", 100_000),
-            agent=args.agent,
+            seed=args.seed if args.seed is not None else 0,
+            total_timesteps=steps if steps is not None else base.get("total_timesteps", 100_000),
+            agent=args.agent or "ppo",
             n_envs=args.n_envs if args.n_envs is not None else base.get("n_envs", 8),
             intrinsic_kwargs=intrinsic_kwargs,
             agent_kwargs=agent_kwargs,
-            device=args.device,
+            device=args.device or "auto",
             label=args.label,
         )
     except ValueError as err:
         raise CLIError(str(err)) from err
 
 
+def _check_spec(spec: Any) -> None:
+    from rove.experiments.validate import check_spec
+
+    try:
+        check_spec(spec)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+
+
+def _nested(data: Any, field: str) -> Any:
+    for part in field.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
+_MISSING = object()
+
+
+def _contradictions(saved: dict[str, Any], given: list[tuple[str, str, Any]]) -> list[str]:
+    """The given options whose value differs from the saved spec's (kwargs: each given key must agree)."""
+    out = []
+    for flag, field, value in given:
+        pairs = [(f"{field}.{k}", v) for k, v in _flatten(value)] if field.endswith("_kwargs") else [(field, value)]
+        for key, wanted in pairs:
+            have = _nested(saved, key)
+            if key == "env_id" and isinstance(have, str):
+                have = _env_id(have)  # "Rove/" may have been left out
+            if have != wanted:
+                shown = "missing" if have is _MISSING else repr(have)
+                out.append(f"{flag} gives {key} = {wanted!r}, the run has {shown}")
+    return out
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _resume_target(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The run ``--resume`` continues, with the spec saved in its ``run.json``; refuses what cannot resume."""
+    from rove.experiments.runs import CHECKPOINT, RESULT_FILE, SPEC_FILE, RunSpec, _read_json, is_finished
+
+    given = _given_spec_options(args)
+    if args.run_dir is not None:
+        path = Path(args.run_dir)
+        saved = _read_json(path / SPEC_FILE)
+        if not isinstance(saved, dict):
+            raise CLIError(f"--resume: {path} holds no run to resume (no readable {SPEC_FILE})")
+        if is_finished(path):
+            result = _read_json(path / RESULT_FILE) or {}
+            steps = result.get("total_timesteps", "?")
+            raise CLIError(f"--resume: {path} is finished ({steps} steps, {RESULT_FILE}): there is nothing to resume")
+        if not (path / CHECKPOINT).is_file():
+            raise CLIError(f"--resume: {path} has no checkpoint yet ({CHECKPOINT}; it stopped before its first update)")
+        problems = _contradictions(saved, given)
+        if problems:
+            raise CLIError(f"--resume continues {path} as it was started ({SPEC_FILE}): {'; '.join(problems)}")
+    else:
+        root = Path(args.out)
+        candidates, finished = [], []
+        for spec_file in root.glob(f"*/{SPEC_FILE}") if root.is_dir() else []:
+            folder, saved = spec_file.parent, _read_json(spec_file)
+            if not isinstance(saved, dict) or _contradictions(saved, given):
+                continue
+            if is_finished(folder):
+                finished.append(folder)
+            elif (folder / CHECKPOINT).is_file():
+                candidates.append((spec_file.stat().st_mtime, folder, saved))
+        if not candidates:
+            which = " matching " + " ".join(flag for flag, _, _ in given) if given else ""
+            if finished:
+                names = ", ".join(str(f) for f in sorted(finished)[:3])
+                raise CLIError(f"--resume: the runs under {root}{which} are finished ({names}): nothing to resume")
+            raise CLIError(
+                f"--resume: no unfinished run with a checkpoint{which} under {root} (name one with --run-dir)"
+            )
+        _, path, saved = max(candidates, key=lambda c: (c[0], str(c[1])))
+    try:
+        return RunSpec.from_dict(saved), path
+    except (TypeError, ValueError) as err:
+        raise CLIError(f"--resume: {path / SPEC_FILE} is not a run spec this version of Rove reads ({err})") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from rove.experiments.report import group_runs, plot_curves
-    from rove.experiments.runs import intrinsic_arguments, load_run, train_run
+    from rove.experiments.runs import SPEC_FILE, RunInterrupted, load_run, train_run
 
-    spec = _train_spec(args)
-    try:
-        intrinsic_arguments(spec.intrinsic, spec.intrinsic_kwargs)
-    except ValueError as err:
-        raise CLIError(str(err)) from err
-    if args.env is None:
-        print("rove train: no env given, running the default: " + _describe_spec(spec))
+    run_dir: Path | None
+    if args.resume:
+        spec, run_dir = _resume_target(args)
+        _check_spec(spec)
+        print("rove train --resume: " + _describe_spec(spec))
     else:
-        print("rove train: " + _describe_spec(spec))
-    result = train_run(
-        spec,
-        args.out,
-        run_dir=args.run_dir,
-        resume=args.resume,
-        verbose=args.verbose,
-        progress_bar=not args.no_progress,
-        threads=args.threads,
-    )
+        spec = _train_spec(args)
+        _check_spec(spec)
+        run_dir = Path(args.run_dir) if args.run_dir is not None else None
+        if run_dir is not None and (run_dir / SPEC_FILE).exists():
+            raise CLIError(f"--run-dir {run_dir} already holds a run: add --resume to continue it, or choose another")
+        if args.env is None:
+            print("rove train: no env given, running the default: " + _describe_spec(spec))
+        else:
+            print("rove train: " + _describe_spec(spec))
+    try:
+        result = train_run(
+            spec,
+            args.out,
+            run_dir=run_dir,
+            resume=args.resume,
+            verbose=args.verbose,
+            progress_bar=not args.no_progress,
+            threads=args.threads,
+            log=lambda line: print(line, flush=True),
+        )
+    except RunInterrupted as stop:
+        saved = (
+            f"its checkpoint holds step {stop.checkpoint_step}"
+            if stop.checkpoint_step is not None
+            else "no checkpoint yet"
+        )
+        print(f"rove train: interrupted at step {stop.step} ({saved})", file=sys.stderr)
+        if stop.checkpoint_step is not None:
+            print(f"resume with: rove train --resume --run-dir {shlex.quote(str(stop.run_dir))}", file=sys.stderr)
+        return 130
+    except ValueError as err:  # what only the agent can check (an option's value out of range, ...)
+        raise CLIError(str(err)) from err
     run_dir = Path(result["run_dir"])
     groups, episodes_of = group_runs([load_run(run_dir)])
     png = plot_curves(groups, episodes_of, run_dir / "curve.png", bins=40) if groups else None
@@ -227,6 +388,35 @@ def _checkpoint_env_id(ckpt: Path) -> str | None:
     return torch.load(ckpt, map_location="cpu", weights_only=False).get("env_id")
 
 
+def _run_env_kwargs(ckpt: Path) -> dict[str, Any]:
+    """``env_kwargs`` of the run folder holding ``ckpt`` (its ``run.json``), else none."""
+    from rove.experiments.runs import SPEC_FILE
+
+    for folder in (ckpt.parent.parent, ckpt.parent):
+        if (folder / SPEC_FILE).is_file():
+            env_kwargs = json.loads((folder / SPEC_FILE).read_text()).get("env_kwargs") or {}
+            return dict(env_kwargs) if isinstance(env_kwargs, dict) else {}
+    return {}
+
+
+def _space_mismatch(model: Any, env: Any) -> str:
+    """Which of the env's spaces differ from those the agent was built for ("" if none)."""
+    from gymnasium import spaces
+
+    from rove.agents.common.utils import tensor_space
+
+    observation = tensor_space(env.observation_space)
+    if observation != model.observation_space:
+        if isinstance(observation, spaces.Dict) and isinstance(model.observation_space, spaces.Dict):
+            mine, theirs = model.observation_space.spaces, observation.spaces
+            keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            return f"observation keys {keys} differ (the agent's: {sorted(mine)})"
+        return f"observation space {observation} is not the agent's {model.observation_space}"
+    if env.action_space != model.action_space:
+        return f"action space {env.action_space} is not the agent's {model.action_space}"
+    return ""
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import gymnasium as gym
     import numpy as np
@@ -234,9 +424,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     import rove  # noqa: F401  (registers the Rove ids)
     from rove.agents import PPO
+    from rove.experiments.validate import check_device
 
     if args.episodes < 1:
         raise CLIError(f"--episodes must be >= 1, got {args.episodes}")
+    try:
+        check_device(args.device)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     torch.set_num_threads(args.threads)
     ckpt = _find_checkpoint(Path(args.path))
     model = PPO.load(ckpt, device=args.device, verbose=0, run_dir=None)
@@ -244,11 +439,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if env_id is None:
         raise CLIError(f"{ckpt} does not record its env id: pass --env")
     env_id = _env_id(env_id)
+    trained_on = model.env_id or _checkpoint_env_id(ckpt)
+    # The run's own env options (run.json's env_kwargs) apply when it is evaluated on its own env.
+    env_kwargs = _run_env_kwargs(ckpt) if trained_on is not None and _env_id(trained_on) == env_id else {}
     render_mode = "rgb_array" if args.gif else None
     try:
-        env = gym.make(env_id, render_mode=render_mode) if render_mode else gym.make(env_id)
+        env = gym.make(env_id, render_mode=render_mode, **env_kwargs) if render_mode else gym.make(env_id, **env_kwargs)
     except (ValueError, TypeError) as err:
         raise CLIError(f"{env_id} cannot render RGB frames for --gif ({err})") from err
+    mismatch = _space_mismatch(model, env)
+    if mismatch:
+        env.close()
+        raise CLIError(
+            f"{env_id} does not match the agent (trained on {trained_on or 'an unrecorded env'}): {mismatch}"
+        )
     frames: list[Any] = []
     episodes: list[dict[str, Any]] = []
     for i in range(args.episodes):
@@ -304,8 +508,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise CLIError(str(err)) from err
     except Exception as err:  # gymnasium's NameNotFound for a bad env id
         raise CLIError(f"{args.config}: {err}") from err
-    if args.steps is not None:
-        config.total_timesteps = args.steps
+    steps = parse_steps_option(args.steps)
+    if steps is not None:
+        config.total_timesteps = steps
+    try:
+        config.check(here=args.launcher == "local")
+    except ValueError as err:
+        raise CLIError(f"{args.config}: {err}") from None
     if args.dry_run:
         root = Path(args.out or config.out or Path("runs") / config.name)
         todo, done = plan(config.specs(), root)
@@ -379,8 +588,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ----- the parser -----
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) that name close matches of an invalid choice."""
+
+    def error(self, message: str) -> NoReturn:
+        import re
+
+        from rove.experiments.validate import close_matches
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            message += close_matches(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rove",
         description="Exploration research on NetHack, Crafter and MiniGrid with intrinsic rewards.",
         epilog="`rove train` with no arguments runs the default example; `rove <command> --help` for options.",
@@ -389,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one agent (no arguments: the default example)")
     p.add_argument("env", nargs="?", default=None, help="Rove env id ('Rove/' optional); omitted: the default example")
-    p.add_argument("--agent", default="ppo", choices=["ppo"], help="agent (only ppo)")
+    p.add_argument("--agent", default=None, choices=["ppo"], help="agent (only ppo)")
     p.add_argument(
         "--intrinsic",
         action="append",
@@ -403,9 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="module options: JSON or key=value[,key=value]; with several modules, NAME.key=value per member",
     )
     p.add_argument("--agent-kwargs", action="append", metavar="KW", help="extra PPO options: JSON or key=value")
-    p.add_argument("--steps", type=int, default=None, help="env steps, summed over envs (default 100k)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the agent and the envs")
-    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1")
+    p.add_argument(
+        "--steps", default=None, help="env steps, summed over envs: 100000, 100_000, 1e5 or 100k (default 100k)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed of the agent and the envs (default 0)")
+    p.add_argument(
+        "--device", default=None, help="torch device: auto (the default; CUDA when available), cpu, cuda, cuda:1"
+    )
     p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default 8)")
     p.add_argument("--n-steps", type=int, default=None, help="rollout length per env (PPO n_steps)")
     p.add_argument("--batch-size", type=int, default=None, help="PPO minibatch size")
@@ -415,7 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue a killed run from its last checkpoint (--run-dir, or the newest unfinished one under --out)",
+        help="continue a killed run from its last checkpoint with its own run.json (--run-dir, or the newest "
+        "unfinished one under --out matching the options given)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--verbose", type=int, default=0, help="1 prints PPO's table after every update")
@@ -443,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="runs at a time (local processes / local Ray CPUs)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and Ray CPUs) per run")
     p.add_argument("--out", default=None, help="runs folder (default: the config's out, else runs/<name>)")
-    p.add_argument("--steps", type=int, default=None, help="override every run's total_timesteps")
+    p.add_argument("--steps", default=None, help="override every run's total_timesteps (1e6, 100k, 1_000_000)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done; run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
@@ -485,7 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rove {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rove {args.command}: interrupted", file=sys.stderr)
+        again = "; run the same command again to resume it" if args.command == "sweep" else ""
+        print(f"rove {args.command}: interrupted{again}", file=sys.stderr)
         return 130
 
 

@@ -1,14 +1,40 @@
-"""Command-line parsing for the CleanRL-style scripts in ``experiments/``: a dataclass is the argument list."""
+"""Command-line parsing: step counts (``1e6``, ``100k``) and, for the CleanRL-style scripts in ``experiments/``,
+a dataclass as the argument list."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 A = TypeVar("A")
 _TYPES = {"int": int, "float": float, "str": str}
+_SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+_STEPS = re.compile(r"^([0-9][0-9_]*(?:\.[0-9_]*)?(?:e[+-]?[0-9]+)?)([kmbg]?)$")
+
+
+def parse_steps(text: str | int | float) -> int:
+    """A step count from ``1000``, ``1_000_000``, ``1e6``, ``2.5e5``, ``100k``, ``1.5M`` or ``1B``.
+
+    Raises:
+        ValueError: Not a number, not a whole number of steps, or not >= 1 (argparse shows the message).
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"a step count must be a number, got {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        match = _STEPS.match(text.strip().lower())
+        if match is None or match.group(1).startswith("_") or "__" in match.group(1):
+            raise ValueError(f"not a step count: {text!r} (write e.g. 100000, 100_000, 1e5 or 100k)")
+        value = float(match.group(1).replace("_", "")) * _SUFFIXES.get(match.group(2), 1)
+    if value != int(value):
+        raise ValueError(f"a step count must be a whole number, got {text!r} = {value}")
+    if value < 1:
+        raise ValueError(f"a step count must be >= 1, got {text!r}")
+    return int(value)
 
 
 def parse_dataclass_args(cls: type[A], argv: Sequence[str] | None, description: str) -> A:

@@ -17,8 +17,9 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,78 @@ def resume_agent(spec: RunSpec, run_dir: Path, verbose: int = 0) -> Any:
     )
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train_run`: where the run is and what its checkpoint holds, to resume it."""
+
+    def __init__(self, run_dir: Path, step: int, checkpoint_step: int | None) -> None:
+        super().__init__(f"{run_dir} interrupted at step {step}")
+        self.run_dir, self.step, self.checkpoint_step = run_dir, step, checkpoint_step
+
+
+def spec_differences(saved: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
+    """``"key: saved -> new"`` for each top-level option that differs between two ``RunSpec.to_dict()``."""
+    return [
+        f"{k}: {saved.get(k)!r} -> {spec.get(k)!r}"
+        for k in sorted(set(saved) | set(spec))
+        if saved.get(k) != spec.get(k)
+    ]
+
+
+def _check_run_dir(path: Path, spec: RunSpec, resume: bool) -> None:
+    """A folder that holds a run is only trained into by resuming it, with its own spec, unless finished."""
+    saved = _read_json(path / SPEC_FILE)
+    if saved is None:
+        return
+    if not resume:
+        raise ValueError(f"{path} already holds a run ({SPEC_FILE}): resume it or choose another folder")
+    if is_finished(path):
+        raise ValueError(f"{path} is a finished run ({RESULT_FILE} exists): there is nothing to resume")
+    if saved != spec.to_dict():
+        raise ValueError(
+            f"{path} holds a different run; its {SPEC_FILE} differs in {'; '.join(spec_differences(saved, spec.to_dict()))}"
+        )
+
+
+class _Progress:
+    """A run's progress bar from its first step to ``total`` (a resumed run's bar starts where it stopped),
+    and the step its latest checkpoint holds."""
+
+    def __init__(self, total: int, show: bool) -> None:
+        self.total, self.show = total, show
+        self.bar: Any = None
+        self.checkpoint_step: int | None = None
+
+    def callback(self) -> Any:
+        from rove.agents.common.callbacks import BaseCallback
+
+        progress = self
+
+        class Callback(BaseCallback):
+            def _on_training_start(self) -> None:
+                progress.start(self.num_timesteps)
+
+            def _on_update_end(self) -> None:  # runs after the checkpoint callback (listed after it)
+                progress.advance(self.num_timesteps)
+
+        return Callback()
+
+    def start(self, step: int) -> None:
+        self.checkpoint_step = step
+        if self.show:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=step, unit="step", dynamic_ncols=True)
+
+    def advance(self, step: int) -> None:
+        self.checkpoint_step = step
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def train_run(
     spec: RunSpec,
     root: str | Path,
@@ -274,39 +347,71 @@ def train_run(
     verbose: int = 0,
     progress_bar: bool = False,
     threads: int | None = 1,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Trains one run into a new folder under ``root`` (or into ``run_dir``) and returns its ``result.json``.
 
-    The agent is checkpointed to ``checkpoints/last.pt`` after every update. With ``resume=True`` a run that
-    was killed picks up from that checkpoint: the folder is ``run_dir`` if given, else the newest unfinished
-    folder of the same spec under ``root`` (:func:`resumable_run`); its logs are appended to and training
-    continues up to ``spec.total_timesteps``. The envs restart from a fresh reset (their state is not saved).
+    The spec is checked first (:func:`rove.experiments.validate.check_spec`): a bad option raises
+    ValueError before any folder is made. The agent is checkpointed to ``checkpoints/last.pt`` after every
+    update. With ``resume=True`` a run that was killed picks up from that checkpoint: the folder is
+    ``run_dir`` if given (it must hold this spec and not be finished), else the newest unfinished folder of
+    the same spec under ``root`` (:func:`resumable_run`), else a new one; its logs are appended to and
+    training continues up to ``spec.total_timesteps``. A ``run_dir`` that already holds a run is refused
+    without ``resume``.
 
     ``threads`` caps torch's intra-op threads (1 suits many runs sharing a machine; None leaves torch's
-    default).
+    default). ``log`` receives one line naming the folder (and the step a resumed run continues from).
+    ``progress_bar`` shows steps out of ``spec.total_timesteps``, starting at the resumed step.
+
+    Raises:
+        RunInterrupted: On Ctrl-C, with the folder and the step of its last checkpoint.
     """
     import torch
 
     from rove.agents.common.callbacks import CheckpointCallback
+    from rove.experiments.validate import check_spec
 
+    check_spec(spec)
+    if run_dir is not None:
+        _check_run_dir(Path(run_dir), spec, resume)
     if threads is not None:
         torch.set_num_threads(threads)
-    path = Path(run_dir) if run_dir is not None else (resume and resumable_run(root, spec)) or new_run_dir(root, spec)
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(run_dir) if run_dir is not None else (resume and resumable_run(root, spec)) or None
+    if path is None:
+        path, made = new_run_dir(root, spec), True
+    else:
+        made = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
     resuming = resume and (path / CHECKPOINT).is_file()
     if not resuming:
         write_json_atomic(path / SPEC_FILE, spec.to_dict())
     start = time.perf_counter()
-    model = resume_agent(spec, path, verbose) if resuming else build_agent(spec, path, verbose=verbose)
+    try:
+        model = resume_agent(spec, path, verbose) if resuming else build_agent(spec, path, verbose=verbose)
+    except Exception:
+        if made:  # what only the agent could refuse (a value out of range, ...): leave no half-made run behind
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     steps_before = model.num_timesteps
+    if log is not None:
+        if resuming:
+            log(f"resuming {path} from step {steps_before} of {spec.total_timesteps}")
+        else:
+            log(f"run folder: {path} ({spec.total_timesteps} steps)")
+    progress = _Progress(spec.total_timesteps, progress_bar)
     try:
         remaining = spec.total_timesteps - model.num_timesteps
         if remaining > 0:
             # The callback rewrites last.pt after every update; keep_last=0 keeps none of its numbered copies.
             checkpoints = CheckpointCallback(spec.total_timesteps, save_path=path / CHECKPOINT.parent, keep_last=0)
-            model.learn(remaining, callback=checkpoints, progress_bar=progress_bar, reset_num_timesteps=not resuming)
+            callbacks = [checkpoints, progress.callback()]
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=not resuming)
         model.save(path / CHECKPOINT)
+    except KeyboardInterrupt as err:
+        checkpoint = progress.checkpoint_step if (path / CHECKPOINT).is_file() else None
+        raise RunInterrupted(path, int(model.num_timesteps), checkpoint) from err
     finally:
+        progress.close()
         model.close()
         if model.env is not None:
             model.env.close()

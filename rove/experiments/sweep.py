@@ -39,9 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rove.experiments.args import parse_steps
 from rove.experiments.runs import RunSpec, finished_run, train_run, write_json_atomic
+from rove.experiments.validate import unknown
 
 LAUNCHERS = ("local", "ray")
+# Every top-level key a config may hold (a new key is added here and read in parse_config).
 _TOP_KEYS = {
     "name",
     "envs",
@@ -54,6 +57,8 @@ _TOP_KEYS = {
     "intrinsic_kwargs",
     "out",
 }
+_TABLES = {"agent": dict, "intrinsic_kwargs": dict}
+_METHOD_KEYS = ["label", "intrinsic", "kwargs"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,23 @@ class SweepConfig:
         """The grid, env-major then method then seed."""
         return [self.spec(env, method, seed) for env in self.envs for method in self.methods for seed in self.seeds]
 
+    def check(self, here: bool = True) -> None:
+        """Checks every run's options against the agent's and the modules' signatures
+        (:func:`rove.experiments.validate.check_spec`; ``here``: the device must exist on this machine).
+
+        Raises:
+            ValueError: One line naming the method and the bad key or value.
+        """
+        from rove.experiments.validate import check_spec
+
+        if not self.envs:
+            return
+        for method in self.methods:
+            try:
+                check_spec(self.spec(self.envs[0], method, self.seeds[0] if self.seeds else 0), here)
+            except ValueError as err:
+                raise ValueError(f"method {method.label!r}: {err}") from None
+
     def spec(self, env: str, method: Method, seed: int) -> RunSpec:
         kwargs: dict[str, Any]
         if len(method.intrinsic) == 1:
@@ -110,11 +132,9 @@ def _parse_method(entry: Any) -> Method:
         names = () if entry in ("none", "ppo", "") else tuple(n.strip() for n in entry.split("+"))
         return Method(entry if names else "none", names)
     if isinstance(entry, Mapping):
-        unknown = set(entry) - {"label", "intrinsic", "kwargs"}
-        if unknown:
-            raise ValueError(
-                f"unknown key(s) {sorted(unknown)} in a [[methods]] table; valid: label, intrinsic, kwargs"
-            )
+        for key in entry:
+            if key not in _METHOD_KEYS:
+                raise unknown("unknown key in a methods table", key, _METHOD_KEYS)
         intrinsic = entry.get("intrinsic", [])
         names = (intrinsic,) if isinstance(intrinsic, str) else tuple(intrinsic)
         label = entry.get("label") or ("+".join(names) if names else "none")
@@ -127,38 +147,61 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SweepConfig
     from rove.envs import check_env_id
     from rove.intrinsic import names as module_names
 
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise ValueError(f"{source}: unknown key(s) {sorted(unknown)}; valid: {sorted(_TOP_KEYS)}")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise unknown(f"{source}: unknown key", key, sorted(_TOP_KEYS))
     for key in ("envs", "methods", "seeds", "total_timesteps"):
         if key not in data:
             raise ValueError(f"{source}: missing required key {key!r}")
+    for key in ("envs", "methods", "seeds"):
+        if data[key] in ([], 0):
+            raise ValueError(f"{source}: {key!r} is empty: the sweep would run nothing")
+    for key, kind in _TABLES.items():
+        if key in data and not isinstance(data[key], kind):
+            raise ValueError(f"{source}: {key!r} must be a {kind.__name__}, got {data[key]!r}")
     envs = [check_env_id(e) for e in data["envs"]]
     methods = [_parse_method(m) for m in data["methods"]]
     valid = module_names()
     for m in methods:
         for n in m.intrinsic:
             if n not in valid:
-                raise ValueError(
-                    f"{source}: unknown intrinsic module {n!r} in method {m.label!r}; choose from: {', '.join(valid)}"
-                )
+                raise unknown(f"{source}: method {m.label!r}: unknown intrinsic module", n, valid)
     labels = [m.label for m in methods]
     if len(set(labels)) != len(labels):
         raise ValueError(f"{source}: method labels must be unique, got {labels}")
+    used = {n for m in methods for n in m.intrinsic}
+    for name, table in data.get("intrinsic_kwargs", {}).items():
+        if name not in valid:
+            raise unknown(f"{source}: [intrinsic_kwargs.{name}]: unknown intrinsic module", name, valid)
+        if name not in used:
+            raise ValueError(
+                f"{source}: [intrinsic_kwargs.{name}] is used by no method (methods use: {', '.join(sorted(used)) or 'none'})"
+            )
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{source}: intrinsic_kwargs.{name} must be a table of options, got {table!r}")
     seeds = data["seeds"]
     seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    return SweepConfig(
+    try:
+        total_timesteps = parse_steps(data["total_timesteps"])
+    except ValueError as err:
+        raise ValueError(f"{source}: total_timesteps: {err}") from None
+    config = SweepConfig(
         name=str(data.get("name", Path(source).stem)),
         envs=envs,
         methods=methods,
         seeds=seeds,
-        total_timesteps=int(data["total_timesteps"]),
+        total_timesteps=total_timesteps,
         n_envs=int(data.get("n_envs", 8)),
         device=str(data.get("device", "auto")),
         agent=dict(data.get("agent", {})),
         intrinsic_kwargs={k: dict(v) for k, v in data.get("intrinsic_kwargs", {}).items()},
         out=data.get("out"),
     )
+    try:
+        config.check(here=False)  # device availability is checked where the runs are launched
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+    return config
 
 
 def load_config(path: str | Path) -> SweepConfig:
@@ -357,6 +400,7 @@ def run_sweep(
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; choose from {list(LAUNCHERS)}")
+    config.check(here=launcher == "local")  # before any folder exists
     root = Path(out or config.out or Path("runs") / config.name)
     specs = config.specs()
     todo, done = plan(specs, root)

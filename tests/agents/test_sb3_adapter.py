@@ -363,3 +363,100 @@ def test_rnd_through_the_adapter_trains_on_a_rove_minigrid_env() -> None:
     losses = [k for k in logger.records if k.startswith("intrinsic/rnd/") and "reward" not in k]
     assert losses, f"no RND loss logged: {sorted(logger.records)}"
     assert logger.records["intrinsic/rnd/reward_mean"] > 0
+
+
+class CountingBonus(NextObsBonus):
+    """NextObsBonus that counts its compute and reset_episodes calls."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, **kwargs: Any) -> None:
+        super().__init__(observation_space, action_space, **kwargs)
+        self.computes = 0
+        self.episode_resets = 0
+
+    def _compute(self, rollout: Rollout) -> torch.Tensor:
+        self.computes += 1
+        return super()._compute(rollout)
+
+    def _reset_episodes(self) -> None:
+        self.episode_resets += 1
+
+
+def test_a_later_learn_without_the_callback_adds_no_intrinsic_reward() -> None:
+    model, envs = _make(PPO)
+    module = CountingBonus(model.observation_space, model.action_space)
+    model.learn(N_STEPS * 2, callback=IntrinsicRewardCallback(module, int_coef=INT_COEF))
+    assert module.computes == 1
+    for env in envs:
+        env.log.clear()
+    model.learn(N_STEPS * 2, reset_num_timesteps=False)  # no callback: plain SB3 PPO
+    assert module.computes == 1, "the module's reward was computed without its callback"
+    extrinsic = np.array([[entry["reward"] for entry in env.log] for env in envs]).T
+    truncated = np.array([[entry["truncated"] for entry in env.log] for env in envs]).T
+    # The buffer holds the extrinsic rewards alone (timeouts get SB3's bootstrap added, so they are skipped).
+    np.testing.assert_allclose(model.rollout_buffer.rewards[~truncated], extrinsic[~truncated], atol=1e-6)
+
+
+def test_episodic_memory_is_cleared_whenever_sb3_resets_the_envs(tmp_path: Any) -> None:
+    model, _ = _make(PPO)
+    module = CountingBonus(model.observation_space, model.action_space)
+    callback = IntrinsicRewardCallback(module)
+    model.learn(N_STEPS * 2, callback=callback)
+    assert module.episode_resets == 1  # the first reset
+    model.learn(N_STEPS * 2, callback=callback, reset_num_timesteps=False)  # continues the same episodes
+    assert module.episode_resets == 1
+    model.learn(N_STEPS * 2, callback=callback)  # SB3 resets the envs
+    assert module.episode_resets == 2
+
+
+def test_the_module_is_saved_and_loaded_with_the_sb3_model(tmp_path: Any) -> None:
+    pytest.importorskip("rove.intrinsic.rnd")
+    model, _ = _make(PPO)
+    callback = IntrinsicRewardCallback("rnd", module_kwargs={"seed": 0})
+    model.learn(N_STEPS * 2 * 2, callback=callback)
+    module = callback.module
+    assert module is not None and model.intrinsic_module is module  # type: ignore[attr-defined]
+    model.save(tmp_path / "model.zip")
+
+    loaded = PPO.load(tmp_path / "model.zip", env=DummyVecEnv([lambda: FixedEpisodes(0), lambda: FixedEpisodes(1)]))
+    restored = loaded.intrinsic_module  # type: ignore[attr-defined]
+    assert isinstance(restored, IntrinsicModule) and restored.name == "rnd"
+    saved, back = module.state_dict(), restored.state_dict()
+    assert saved.keys() == back.keys() and all(torch.equal(saved[k], back[k]) for k in saved)
+    assert restored.num_steps_seen == module.num_steps_seen > 0
+    # A callback naming the same module continues the loaded one (no second warm-up, no fresh networks).
+    again = IntrinsicRewardCallback("rnd")
+    loaded.learn(N_STEPS * 2, callback=again, reset_num_timesteps=False)
+    assert again.module is restored and restored.num_steps_seen > module.num_steps_seen
+    with pytest.raises(ValueError, match="already carries a trained 'rnd' module"):
+        loaded.learn(N_STEPS * 2, callback=IntrinsicRewardCallback("rnd", module_kwargs={"seed": 1}))
+
+
+@pytest.mark.skipif(not HAS_MINIGRID, reason="needs rove.envs.minigrid.env")
+def test_rove_monitor_keeps_rove_statistics_and_reports_is_success() -> None:
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+
+    from rove.agents.sb3 import make_vec_env
+
+    ours = make_vec_env("Rove/MiniGrid-Empty-5x5-v0", n_envs=2, seed=0)
+    theirs = sb3_make_vec_env("Rove/MiniGrid-Empty-5x5-v0", n_envs=2, seed=0)
+    ours.reset()
+    theirs.reset()
+    ended: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for _ in range(300):
+        actions = np.array([ours.action_space.sample() for _ in range(2)])
+        _, _, dones, infos = ours.step(actions)
+        _, _, _, plain = theirs.step(actions)
+        ended += [(infos[i], plain[i]) for i in np.flatnonzero(dones)]
+    assert ended
+    for info, plain in ended:
+        assert "success" not in plain["episode"] and "is_success" not in plain  # what SB3's Monitor leaves
+        assert {"r", "l", "t", "success"} <= set(info["episode"])
+        assert info["is_success"] == info["episode"]["success"]
+    # SB3 averages is_success into rollout/success_rate.
+    from rove.agents.sb3 import rove_policy_kwargs
+
+    venv = make_vec_env("Rove/MiniGrid-Empty-5x5-v0", n_envs=2, seed=0)
+    kwargs = {"n_steps": 64, "batch_size": 64, "n_epochs": 1, "policy_kwargs": rove_policy_kwargs(features_dim=32)}
+    model = PPO("MultiInputPolicy", venv, device="cpu", seed=0, **kwargs)
+    model.learn(256)
+    assert len(model.ep_success_buffer) > 0

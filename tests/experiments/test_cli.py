@@ -140,3 +140,214 @@ def test_bench_quick_runs_one_suite(tmp_path: Path, capsys: pytest.CaptureFixtur
     saved = json.loads((tmp_path / "bench_intrinsic.json").read_text())
     assert set(saved["suites"]) == {"minigrid"}
     assert "bench intrinsic: exit 0" in capsys.readouterr().out
+
+
+# ----- resume, step counts, misconfigurations refused up front -----
+
+SMALL = ["--n-envs", "2", "--n-steps", "32", "--batch-size", "64", "--agent-kwargs", "n_epochs=1", "--device", "cpu"]
+
+
+def _interrupt_at_update(monkeypatch: pytest.MonkeyPatch, update: int) -> None:
+    """Ctrl-C (KeyboardInterrupt) during the ``update``-th PPO update of this process."""
+    from rove.agents.ppo.ppo import PPO
+
+    train, calls = PPO.train, []
+
+    def interrupted(self: PPO) -> None:
+        calls.append(1)
+        if len(calls) == update:
+            raise KeyboardInterrupt
+        train(self)
+
+    monkeypatch.setattr(PPO, "train", interrupted)
+
+
+def _only_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got {lines}"
+    return lines[0]
+
+
+def test_ctrl_c_says_how_to_resume_and_resume_uses_the_runs_own_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "runs"
+    _interrupt_at_update(monkeypatch, 4)
+    argv = ["train", "MiniGrid-Empty-5x5-v0", "--intrinsic", "count", "--seed", "3", "--steps", "512", *SMALL]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 130
+    printed = capsys.readouterr()
+    (run,) = list(out.iterdir())
+    assert f"run folder: {run}" in printed.out  # printed when training starts
+    assert "interrupted at step 256 (its checkpoint holds step 192)" in printed.err
+    assert f"resume with: rove train --resume --run-dir {run}" in printed.err
+    monkeypatch.undo()
+
+    # Resuming names no option: the run's own run.json (seed 3, 512 steps, count) is what continues.
+    assert main(["train", "--resume", "--run-dir", str(run)]) == 0
+    printed = capsys.readouterr()
+    assert f"resuming {run} from step 192 of 512" in printed.out
+    assert " 192/512 " in printed.err, "the progress bar starts at the resumed step"
+    assert [p.name for p in out.iterdir()] == [run.name]
+    result = json.loads((run / "result.json").read_text())
+    assert result["resumed"] is True and result["total_timesteps"] == 512 and result["seed"] == 3
+    assert json.loads((run / "run.json").read_text())["seed"] == 3
+
+    # A finished run says so; nothing is trained or rewritten.
+    before = (run / "result.json").read_text()
+    assert main(["train", "--resume", "--run-dir", str(run)]) == 2
+    assert "is finished (512 steps" in _only_line(capsys.readouterr().err)
+    assert (run / "result.json").read_text() == before
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    assert f"the runs under {out} are finished ({run})" in _only_line(capsys.readouterr().err)
+    # Training into a folder that holds a run needs --resume.
+    assert main(["train", "MiniGrid-Empty-5x5-v0", "--run-dir", str(run), *SMALL]) == 2
+    assert "already holds a run" in _only_line(capsys.readouterr().err)
+
+
+def test_resume_refuses_contradicting_options_and_nothing_to_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "runs"
+    _interrupt_at_update(monkeypatch, 2)
+    argv = ["train", "MiniGrid-Empty-5x5-v0", "--seed", "3", "--steps", "512", *SMALL, "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    (run,) = list(out.iterdir())
+    capsys.readouterr()
+    for extra, message in [
+        (["--seed", "0"], "--seed gives seed = 0, the run has 3"),
+        (["--steps", "1e5"], "--steps gives total_timesteps = 100000, the run has 512"),
+        (["--intrinsic", "rnd"], "--intrinsic gives intrinsic = ['rnd'], the run has []"),
+        (["--agent-kwargs", "n_epochs=4"], "--agent-kwargs gives agent_kwargs.n_epochs = 4, the run has 1"),
+    ]:
+        assert main(["train", "--resume", "--run-dir", str(run), *extra]) == 2
+        assert message in _only_line(capsys.readouterr().err)
+    # Options that agree with run.json are fine to repeat; the newest unfinished run under --out is found.
+    assert not (run / "result.json").exists()
+    empty = tmp_path / "empty"
+    assert main(["train", "--resume", "--out", str(empty)]) == 2
+    assert f"no unfinished run with a checkpoint under {empty}" in _only_line(capsys.readouterr().err)
+    assert main(["train", "--resume", "--out", str(out), "--seed", "4"]) == 2
+    assert "no unfinished run with a checkpoint matching --seed" in _only_line(capsys.readouterr().err)
+    assert main(["train", "--resume", "--run-dir", str(tmp_path / "nowhere")]) == 2
+    assert "holds no run to resume" in _only_line(capsys.readouterr().err)
+    assert not empty.exists() and not (tmp_path / "nowhere").exists()
+    assert main(["train", "--resume", "--out", str(out), "--seed", "3", "--no-progress"]) == 0
+    assert f"resuming {run} from step 64 of 512" in capsys.readouterr().out
+    assert json.loads((run / "result.json").read_text())["total_timesteps"] == 512
+
+
+@pytest.mark.parametrize(
+    ("text", "steps"), [("1e6", 10**6), ("100k", 10**5), ("1_000_000", 10**6), ("2.5M", 25 * 10**5)]
+)
+def test_step_counts_accept_the_usual_spellings(text: str, steps: int) -> None:
+    assert _train_spec(build_parser().parse_args(["train", "--steps", text])).total_timesteps == steps
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--steps", "1.5"], "--steps: a step count must be a whole number"),
+        (["--steps", "lots"], "not a step count: 'lots'"),
+        (["--agent-kwargs", "n_step=64"], "agent options: unknown option 'n_step'; did you mean 'n_steps'?"),
+        (["--agent-kwargs", "ent_coef=high"], "agent options: ent_coef: expected float, got 'high'"),
+        (["--agent-kwargs", "seed=1"], "'seed' is set by the run, not here: use --seed"),
+        (["--intrinsic", "count", "--intrinsic-kwargs", "mod=episodic"], "unknown option 'mod'; did you mean 'mode'?"),
+        (
+            ["--intrinsic", "count", "--intrinsic-kwargs", "mode=episodc"],
+            "unknown value 'episodc'; did you mean 'episodic'?",
+        ),
+        (
+            ["--intrinsic", "rnd", "--intrinsic-kwargs", "normalize=retrun"],
+            "unknown value 'retrun'; did you mean 'return'?",
+        ),
+        (
+            ["--intrinsic", "count,rnd", "--intrinsic-kwargs", "operator=prod"],
+            "unknown value 'prod'; did you mean 'product'?",
+        ),
+        (["--intrinsic", "count,rnd", "--intrinsic-kwargs", "icm.coef=1"], "module 'icm', which is not in the fusion"),
+        (["--intrinsic", "count,rnd", "--intrinsic-kwargs", "rdn.coef=1"], "unknown module 'rdn'; did you mean 'rnd'?"),
+        (
+            ["--intrinsic", "count,rnd", "--intrinsic-kwargs", "rnd.cof=1"],
+            "of 'rnd': unknown option 'cof'; did you mean 'coef'?",
+        ),
+        (
+            ["--intrinsic", "rnd", "--intrinsic-kwargs", "count.mode=episodic"],
+            "module 'count', which is not in this run",
+        ),
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--device", "cuda:x"], "unknown device 'cuda:x'"),
+    ],
+)
+def test_misconfigurations_are_one_line_exit_2_before_any_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    out = tmp_path / "runs"
+    assert main(["train", "MiniGrid-Empty-5x5-v0", *options, "--out", str(out), "--no-progress"]) == 2
+    line = _only_line(capsys.readouterr().err)
+    assert line.startswith("rove train: error: ") and message in line
+    assert not out.exists(), "a refused run must leave no folder"
+
+
+def test_device_cuda_without_cuda_behaves_as_from_python(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    import torch
+
+    from rove.agents import PPO
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            PPO("auto", "Rove/MiniGrid-Empty-5x5-v0", n_envs=1, n_steps=8, batch_size=8, device="cuda", verbose=0)
+            python_error = None
+        except Exception as err:  # what Python users get
+            python_error = err
+    out = tmp_path / "runs"
+    code = main(["train", "MiniGrid-Empty-5x5-v0", "--device", "cuda", "--steps", "64", *SMALL[:6], "--out", str(out)])
+    err = capsys.readouterr().err
+    if python_error is not None:  # an error from Python: one line and exit 2 from the CLI, before any folder
+        assert code == 2 and "device 'cuda'" in _only_line(err) and not out.exists()
+    else:  # a fallback to the CPU with a warning from Python: the same warning from the CLI, and it trains
+        assert caught and code == 0 and str(caught[0].message).splitlines()[0] in err
+
+
+def test_eval_refuses_an_env_that_does_not_match_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "runs"
+    assert main(["train", "MiniGrid-Empty-5x5-v0", "--steps", "64", *SMALL, "--out", str(out), "--no-progress"]) == 0
+    (run,) = list(out.iterdir())
+    capsys.readouterr()
+    assert main(["eval", str(run), "--env", "CrafterReward-v1", "--episodes", "1", "--device", "cpu"]) == 2
+    line = _only_line(capsys.readouterr().err)
+    assert "Rove/CrafterReward-v1 does not match the agent (trained on Rove/MiniGrid-Empty-5x5-v0)" in line
+    assert main(["eval", str(run), "--device", "gpu"]) == 2
+    assert "unknown device 'gpu'" in _only_line(capsys.readouterr().err)
+    # Another MiniGrid task has the same spaces: evaluating a policy there (transfer) is allowed.
+    assert main(["eval", str(run), "--env", "MiniGrid-Empty-6x6-v0", "--episodes", "1", "--device", "cpu"]) == 0
+
+
+def test_argparse_errors_are_one_line_with_close_matches(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in [
+        (["trian"], "invalid choice: 'trian'"),
+        (["train", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+        (["bench", "agnets"], "did you mean 'agents'?"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in _only_line(capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        main(["trian"])
+    assert "did you mean 'train'?" in capsys.readouterr().err
+
+
+def test_a_value_only_the_agent_refuses_leaves_no_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "runs"
+    argv = ["train", "MiniGrid-Empty-5x5-v0", "--intrinsic", "rnd", "--intrinsic-kwargs", "update_proportion=2"]
+    assert main([*argv, *SMALL, "--out", str(out), "--no-progress"]) == 2
+    assert "update_proportion must be in (0, 1], got 2" in _only_line(capsys.readouterr().err)
+    assert not out.exists() or not list(out.iterdir())

@@ -110,3 +110,22 @@ def test_env_kwargs_reach_every_env(tmp_path: Path) -> None:
     assert lengths and max(lengths) <= 7
     with pytest.raises(TypeError, match="max_stepz"):
         train_run(RunSpec.from_dict({**spec.to_dict(), "env_kwargs": {"max_stepz": 7}}), tmp_path)
+
+
+def test_train_run_checks_options_and_folders_before_training(tmp_path: Path) -> None:
+    bad = RunSpec.from_dict({**SPEC.to_dict(), "agent_kwargs": {"n_step": 32}})
+    with pytest.raises(ValueError, match="unknown option 'n_step'; did you mean 'n_steps'"):
+        train_run(bad, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+    spec = RunSpec.from_dict({**SPEC.to_dict(), "total_timesteps": 128})
+    run = Path(train_run(spec, tmp_path)["run_dir"])
+    result = (run / RESULT_FILE).read_text()
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_run(spec, tmp_path, run_dir=run)
+    with pytest.raises(ValueError, match="is a finished run"):
+        train_run(spec, tmp_path, run_dir=run, resume=True)
+    assert (run / RESULT_FILE).read_text() == result
+    (run / RESULT_FILE).unlink()  # as if killed after its last checkpoint
+    other = RunSpec.from_dict({**spec.to_dict(), "seed": 1})
+    with pytest.raises(ValueError, match=r"holds a different run; its run.json differs in seed: 0 -> 1"):
+        train_run(other, tmp_path, run_dir=run, resume=True)

@@ -76,6 +76,8 @@ def test_grid_expansion_labels_and_fusion_kwargs() -> None:
         ({"methods": ["rdn"]}, "unknown intrinsic module 'rdn'"),
         ({"methods": ["rnd", "rnd"]}, "unique"),
         ({"epochs": 3}, "unknown key"),
+        ({"envs": []}, "'envs' is empty"),
+        ({"seeds": 0}, "'seeds' is empty"),
     ],
 )
 def test_bad_configs_fail_clearly(change: dict, message: str) -> None:
@@ -162,3 +164,84 @@ def test_sweep_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "unknown intrinsic module 'cuont'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sweep", str(bad), "--launcher", "slurm"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            "[intrinsic_kwargs.cuont]\nmode = 'episodic'\n",
+            "[intrinsic_kwargs.cuont]: unknown intrinsic module 'cuont'; did you mean 'count'?",
+        ),
+        ("[intrinsic_kwargs.rnd]\ncoef = 0.5\n", "[intrinsic_kwargs.rnd] is used by no method (methods use: count)"),
+        (
+            "[intrinsic_kwargs.count]\nmode = 'episodc'\n",
+            "method 'count': intrinsic options of 'count': mode: unknown value 'episodc'",
+        ),
+        ("[intrinsic_kwargs.count]\ncof = 0.5\n", "unknown option 'cof'; did you mean 'coef'?"),
+        ("[agent.policy_kwargs]\nlstm = true\n[intrinsic_kwargs.count]\nmode = 'lifelong'\n", None),
+    ],
+)
+def test_intrinsic_kwargs_sections_are_checked(tmp_path: Path, change: str, message: str | None) -> None:
+    config = _config(tmp_path, TINY + change)
+    if message is None:
+        assert load_config(config).specs()[1].intrinsic_kwargs == {"mode": "lifelong"}
+        return
+    with pytest.raises(ValueError) as info:
+        load_config(config)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "n_steps = 32",
+            "n_step = 32",
+            "method 'none': agent options: unknown option 'n_step'; did you mean 'n_steps'?",
+        ),
+        ("n_epochs = 1", "n_epochs = 1\nn_envs = 4", "'n_envs' is set by the run, not here"),
+        (
+            "n_epochs = 1",
+            "n_epochs = 1\npolicy_kwargs = { lsmt = true }",
+            "policy_kwargs: unknown option 'lsmt'; did you mean 'lstm'?",
+        ),
+        ('"count"]', '{ intrinsic = "count", kwargs = { mode = "episodc" } }]', "unknown value 'episodc'"),
+        ('"count"]', '{ intrinsic = ["count", "rnd"], kwargs = { operator = "prod" } }]', "did you mean 'product'?"),
+        (
+            '"count"]',
+            '{ intrinsic = ["count", "rnd"], kwargs = { icm = { coef = 1 } } }]',
+            "'icm', which is not in the fusion",
+        ),
+        (
+            '"count"]',
+            '{ intrinsic = "count", kwarg = {} }]',
+            "unknown key in a methods table 'kwarg'; did you mean 'kwargs'?",
+        ),
+        (
+            "total_timesteps = 128",
+            "total_timestep = 128",
+            "unknown key 'total_timestep'; did you mean 'total_timesteps'?",
+        ),
+        ('device = "cpu"', 'device = "gpu"', "unknown device 'gpu'"),
+        ("total_timesteps = 128", "total_timesteps = 1.5", "total_timesteps: a step count must be a whole number"),
+    ],
+)
+def test_sweep_misconfigurations_exit_2_in_one_line_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, message: str
+) -> None:
+    assert old in TINY
+    config = _config(tmp_path, TINY.replace(old, new))
+    out = tmp_path / "runs"
+    for extra in (["--dry-run"], ["--no-progress"]):
+        assert main(["sweep", str(config), "--out", str(out), *extra]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+        assert not out.exists(), "a refused sweep must leave no run folder"
+
+
+def test_step_counts_in_configs_and_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for text, steps in (('"100k"', 100_000), ("1e6", 1_000_000), ("1_000_000", 1_000_000)):
+        assert load_config(_config(tmp_path, TINY.replace("128", text))).total_timesteps == steps
+    assert main(["sweep", str(_config(tmp_path)), "--steps", "2e3", "--dry-run", "--out", str(tmp_path / "r")]) == 0
+    assert "(2000 steps)" in capsys.readouterr().out

@@ -6,7 +6,7 @@ Usage::
     from rove.agents.sb3 import IntrinsicRewardCallback, rove_policy_kwargs
 
     model = PPO("MultiInputPolicy", "Rove/MiniGrid-DoorKey-8x8-v0", policy_kwargs=rove_policy_kwargs())
-    model.learn(100_000, callback=IntrinsicRewardCallback("rnd", int_coef=1.0))
+    model.learn(100_000, callback=IntrinsicRewardCallback("rnd", int_coef=0.01))
 """
 
 from rove.agents.sb3.adapter import IntrinsicRewardCallback
@@ -16,6 +16,7 @@ from rove.agents.sb3.buffers import (
     IntrinsicRolloutBuffer,
     intrinsic_buffer_class,
 )
+from rove.agents.sb3.monitor import RoveMonitor, make_vec_env
 from rove.agents.sb3.policies import RoveFeaturesExtractor, rove_policy_kwargs
 from rove.agents.sb3.recorder import TransitionRecorder
 
@@ -25,7 +26,9 @@ __all__ = [
     "IntrinsicRewardCallback",
     "IntrinsicRolloutBuffer",
     "RoveFeaturesExtractor",
+    "RoveMonitor",
     "TransitionRecorder",
     "intrinsic_buffer_class",
+    "make_vec_env",
     "rove_policy_kwargs",
 ]

@@ -19,6 +19,9 @@ from rove.intrinsic.base import IntrinsicModule
 from rove.intrinsic.registry import get as get_module_class
 from rove.intrinsic.types import Rollout
 
+# The model attribute that holds the module, so that SB3's save/load carry it (SB3 pickles the model's attributes).
+MODEL_ATTRIBUTE = "intrinsic_module"
+
 
 class IntrinsicRewardCallback(BaseCallback):
     """Adds a Rove intrinsic reward to Stable-Baselines3's ``PPO`` or ``A2C`` before advantages are computed.
@@ -29,7 +32,7 @@ class IntrinsicRewardCallback(BaseCallback):
         from rove.agents.sb3 import IntrinsicRewardCallback, rove_policy_kwargs
 
         model = PPO("MultiInputPolicy", "Rove/MiniGrid-DoorKey-8x8-v0", policy_kwargs=rove_policy_kwargs())
-        model.learn(100_000, callback=IntrinsicRewardCallback("rnd", int_coef=1.0))
+        model.learn(100_000, callback=IntrinsicRewardCallback("rnd", int_coef=0.01))
 
     (``rove_policy_kwargs`` gives SB3's policy Rove's encoders; ``MlpPolicy`` on Box envs needs nothing.)
 
@@ -46,15 +49,26 @@ class IntrinsicRewardCallback(BaseCallback):
       already computed the advantages by then (``REFERENCE.md`` §2).
     - After the rollout (``_on_rollout_end``) it calls ``module.update(rollout)`` and logs the losses as
       ``intrinsic/<name>/<loss>`` with the reward's mean and max as ``intrinsic/<name>/reward_mean|max``.
+    - The module travels with the model: it is ``model.intrinsic_module``, which ``model.save`` stores and
+      ``PPO.load`` restores; a callback given the same module name reuses a module the model carries.
+    - At the end of ``learn`` the model's own buffer is put back, so a later ``learn`` without the callback
+      trains on the extrinsic reward alone instead of a reward left over from the previous rollout.
+    - Whenever SB3 resets the envs itself (a ``learn`` with ``reset_num_timesteps=True``, after ``load`` or
+      ``set_env``) the module's episodic memory is cleared (``module.reset_episodes()``): the episodes it
+      belonged to are gone.
 
     SB3 has one value head and one discount: the intrinsic return is episodic and shares ``gamma`` with the
-    extrinsic one (Rove's own :class:`rove.agents.PPO` keeps them separate, as RND prescribes).
+    extrinsic one (Rove's own :class:`rove.agents.PPO` keeps them separate, as RND prescribes). An episode
+    that ends forfeits the bonus still to come, so a bonus worth more than the goal teaches the agent to
+    avoid ending episodes: keep ``int_coef * mean r_int * min(max_steps, 1 / (1 - gamma))`` well below the
+    task's reward (RND on MiniGrid Empty-5x5: 0.00-0.02 success at ``int_coef=1``, 0.99-1.00 at 0.01;
+    ``experiments/sb3_recipe.py``).
 
     Args:
         module: An :class:`~rove.intrinsic.IntrinsicModule`, or a registry name (``rove.intrinsic.names()``)
             built at ``learn`` from the model's single-env observation and action spaces.
         int_coef: Multiplier of the module's reward before it is added (the module's own ``coef`` and
-            normalisation apply first).
+            normalisation apply first). See above: on goal tasks it must be small (0.01 for RND on MiniGrid).
         module_kwargs: Constructor options when ``module`` is a name; ``device`` defaults to the model's.
         warm_up: Feed the first rollout's observations to ``module.warm_up`` before its reward is computed
             (the running observation statistics RND needs; an untrained policy acts nearly at random, as in
@@ -86,6 +100,9 @@ class IntrinsicRewardCallback(BaseCallback):
         self._recorder: TransitionRecorder | None = None
         self._rollout: Rollout | None = None
         self._reward: np.ndarray | None = None
+        self._replaced_buffer: RolloutBuffer | None = None
+        self._buffers: tuple[RolloutBuffer, RolloutBuffer] | None = None  # (model's own, intrinsic version)
+        self._last_obs_seen: Any = None  # model._last_obs when the previous learn() ended
 
     # ----- SB3 hooks -----
     def _init_callback(self) -> None:
@@ -96,9 +113,37 @@ class IntrinsicRewardCallback(BaseCallback):
             )
         keys = _transposed_image_keys(model)
         if self.module is None:
-            self.module = self._build_module(model, channels_last(model.observation_space, keys))
+            carried = getattr(model, MODEL_ATTRIBUTE, None)
+            if isinstance(carried, IntrinsicModule) and carried.name == self._module_spec:
+                if self.module_kwargs:
+                    raise ValueError(
+                        f"the model already carries a trained {carried.name!r} module (model.{MODEL_ATTRIBUTE}); "
+                        f"pass it (IntrinsicRewardCallback(model.{MODEL_ATTRIBUTE})) or delete the attribute to "
+                        "start a new module with module_kwargs"
+                    )
+                self.module, self._warmed_up = carried, carried.num_steps_seen > 0
+            else:
+                self.module = self._build_module(model, channels_last(model.observation_space, keys))
+        setattr(model, MODEL_ATTRIBUTE, self.module)
         self._install_buffer(model)
         self._recorder = TransitionRecorder(model.n_steps, model.n_envs, _untranspose_fn(keys))
+
+    def _on_training_start(self) -> None:
+        assert self.module is not None
+        # SB3 resets the envs in _setup_learn (a new _last_obs) unless it continues the previous learn().
+        if self.model._last_obs is not self._last_obs_seen:
+            self.module.reset_episodes()
+
+    def _on_training_end(self) -> None:
+        model = self.model
+        assert isinstance(model, OnPolicyAlgorithm)
+        self._last_obs_seen = model._last_obs
+        buffer = model.rollout_buffer
+        if isinstance(buffer, IntrinsicBufferMixin):
+            buffer.intrinsic_hook = None
+        if self._replaced_buffer is not None:
+            model.rollout_buffer = self._replaced_buffer
+            self._replaced_buffer = None
 
     def _on_rollout_start(self) -> None:
         assert self._recorder is not None
@@ -145,6 +190,7 @@ class IntrinsicRewardCallback(BaseCallback):
         if not np.array_equal(dones, expected):
             raise RuntimeError("recorded episode ends disagree with the rollout buffer's episode_starts")
         rollout = recorder.rollout()
+        recorder.reset()  # consumed: a buffer that calls again without new steps is refused above
         if self.warm_up and not self._warmed_up:
             self.module.warm_up(rollout.flatten().next_obs)
             self._warmed_up = True
@@ -168,20 +214,28 @@ class IntrinsicRewardCallback(BaseCallback):
     def _install_buffer(self, model: OnPolicyAlgorithm) -> None:
         buffer = model.rollout_buffer
         if not isinstance(buffer, IntrinsicBufferMixin):
-            # Same arguments as OnPolicyAlgorithm._setup_model; the buffer holds no data between rollouts.
-            cls = intrinsic_buffer_class(type(buffer))
-            buffer = cls(
-                model.n_steps,
-                model.observation_space,
-                model.action_space,
-                device=model.device,
-                gamma=model.gamma,
-                gae_lambda=model.gae_lambda,
-                n_envs=model.n_envs,
-                **model.rollout_buffer_kwargs,
-            )
-            model.rollout_buffer = buffer
+            # The buffer holds no data between rollouts: the one built for this original at a previous
+            # learn() is reused.
+            if self._buffers is None or self._buffers[0] is not buffer:
+                self._buffers = (buffer, _intrinsic_buffer_for(model))
+            self._replaced_buffer = buffer
+            model.rollout_buffer = buffer = self._buffers[1]
         buffer.intrinsic_hook = self._intrinsic_reward  # type: ignore[attr-defined]
+
+
+def _intrinsic_buffer_for(model: OnPolicyAlgorithm) -> RolloutBuffer:
+    """The intrinsic version of ``model``'s rollout buffer, built as ``OnPolicyAlgorithm._setup_model`` builds it."""
+    cls = intrinsic_buffer_class(type(model.rollout_buffer))
+    return cls(
+        model.n_steps,
+        model.observation_space,
+        model.action_space,
+        device=model.device,
+        gamma=model.gamma,
+        gae_lambda=model.gae_lambda,
+        n_envs=model.n_envs,
+        **model.rollout_buffer_kwargs,
+    )
 
 
 # ----- SB3's VecTransposeImage: modules see images as the env returns them, (H, W, C) -----
