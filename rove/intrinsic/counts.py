@@ -7,7 +7,7 @@ gets exactly ``n ** -exponent``, as MiniGrid's ``PositionBonus`` gives ``1 / sqr
 
 Counting happens in ``compute``: call it exactly once per rollout, in order (as agents do). Only valid
 transitions count; episodic tables clear at episode ends (see :class:`rove.intrinsic.kernels.EpisodicCountTables`).
-The lifelong table is part of ``state_dict``; episodic tables are transient.
+The lifelong table is part of ``state_dict``; episodic tables are transient and cleared by ``reset_episodes``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,9 @@ class _CountModule(IntrinsicModule):
     def update(self, rollout: Rollout) -> dict[str, float]:
         """Counts have no parameters to train (the lifelong table grows in ``compute``)."""
         return {}
+
+    def _reset_episodes(self) -> None:
+        self.counter.episodic.reset()  # the lifelong table is kept
 
     def _compute(self, rollout: Rollout) -> torch.Tensor:
         num_steps, num_envs = rollout.num_steps, rollout.num_envs

@@ -106,6 +106,11 @@ class E3B(IntrinsicModule):
         self.pending.append(torch.where(step.valid, bonus, torch.zeros_like(bonus)).float())
         del self.pending[:-MAX_PENDING]  # bounded, for an agent that observes without computing
 
+    def _reset_episodes(self) -> None:
+        # The next observed step starts a fresh episode in every env: C^{-1} = I / ridge, first obs remembered.
+        self.cov_inverse = self.cov_inverse.new_zeros(0, self.features_dim, self.features_dim)
+        self.boundaries = EpisodeBoundaries()
+
     def _identity(self, num_envs: int) -> torch.Tensor:
         eye = torch.eye(self.features_dim, dtype=torch.float64, device=self.device) / self.ridge
         return eye.expand(num_envs, -1, -1).clone()

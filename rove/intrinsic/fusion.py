@@ -132,6 +132,10 @@ class Fusion(IntrinsicModule):
             if member.observes_steps:
                 member.observe(step)
 
+    def _reset_episodes(self) -> None:
+        for _, member in self.member_items():
+            member.reset_episodes()
+
     def _has_episodic_memory(self) -> bool:
         return any(member.observes_steps for _, member in self.member_items())
 

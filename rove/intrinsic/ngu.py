@@ -126,6 +126,10 @@ class NGU(RND):
         self.error_stats = RunningMeanStd(()).to(self.device)  # RND error, for the lifelong multiplier
         self.memory = EpisodicMemory(embedding_size, self.device)
 
+    def _reset_episodes(self) -> None:
+        # Episodic memory only; the running kNN distance and RND error statistics are lifelong.
+        self.memory = EpisodicMemory(self.memory.dim, self.device)
+
     def episodic_reward(self, embeddings: torch.Tensor, valid: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
         """Episodic novelty ``[T, E]`` of embeddings ``[T, E, D]``, updating each env's memory in time order."""
         num_steps, num_envs, _ = embeddings.shape

@@ -43,9 +43,9 @@ class DistributionTargetNetworks(DistillationNetworks):
         self.target_std = target_std
         self.scale_head = nn.Linear(features_dim, embedding_dim).requires_grad_(False)
 
-    def distribution(self, obs: TensorObs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(prediction, mu, sigma)``, each ``[N, embedding_dim]``; mu and sigma carry no gradient."""
-        x = self.prepare(obs)
+    def distribution(self, x: TensorObs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(prediction, mu, sigma)`` of prepared inputs ``x`` (:meth:`prepare`), each ``[N, embedding_dim]``;
+        mu and sigma carry no gradient."""
         with torch.no_grad():
             body, mean_head = self.target[0], self.target[1]
             features = encode_preprocessed(body, x)
@@ -81,12 +81,12 @@ class RDD(RND):
     ) -> DistributionTargetNetworks:
         return DistributionTargetNetworks(space, embedding_dim, features_dim, hidden_dim, self._target_std)
 
-    def prediction_error(self, obs: TensorObs) -> torch.Tensor:
+    def error_prepared(self, x: TensorObs) -> torch.Tensor:
         """The bonus ``[N]``: standardised root-mean-square distance of the prediction to ``mu(s)``."""
-        prediction, mean, std = self.networks.distribution(obs)
+        prediction, mean, std = self.networks.distribution(x)
         return ((prediction - mean) / std).pow(2).mean(dim=1).sqrt()
 
-    def predictor_loss(self, obs: TensorObs) -> torch.Tensor:
-        prediction, mean, std = self.networks.distribution(obs)
+    def loss_prepared(self, x: TensorObs) -> torch.Tensor:
+        prediction, mean, std = self.networks.distribution(x)
         noise = torch.randn(mean.shape, generator=self.generator).to(mean.device)
         return (prediction - (mean + std * noise)).pow(2).mean()
