@@ -83,8 +83,7 @@ def exponential_decay(beta: float, kappa: float, unit: Unit = "env_step") -> Exp
 
 def unit_of(schedule: Schedule) -> Unit:
     """The count a schedule expects: its ``unit`` attribute, else env steps (plain callables)."""
-    unit = getattr(schedule, "unit", "env_step")
-    return unit if unit in UNITS else "env_step"
+    return "compute" if getattr(schedule, "unit", "env_step") == "compute" else "env_step"
 
 
 def as_schedule(value: float | Schedule) -> Schedule:
