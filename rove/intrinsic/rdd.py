@@ -86,7 +86,13 @@ class RDD(RND):
         prediction, mean, std = self.networks.distribution(x)
         return ((prediction - mean) / std).pow(2).mean(dim=1).sqrt()
 
-    def loss_prepared(self, x: TensorObs) -> torch.Tensor:
-        prediction, mean, std = self.networks.distribution(x)
+    def target_prepared(self, x: TensorObs) -> torch.Tensor:
+        """``[N, 2, D]``: the target distribution's ``mu(s)`` and ``sigma(s)`` per row."""
+        _, mean, std = self.networks.distribution(x)
+        return torch.stack([mean, std], dim=1)
+
+    def loss_from(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Squared error to a fresh sample ``mu + sigma * eps`` of the target distribution per row."""
+        mean, std = target[:, 0], target[:, 1]
         noise = torch.randn(mean.shape, generator=self.generator).to(mean.device)
         return (prediction - (mean + std * noise)).pow(2).mean()

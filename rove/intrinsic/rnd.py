@@ -219,8 +219,18 @@ class RND(IntrinsicModule):
         return self.squared_error_prepared(x)
 
     def loss_prepared(self, x: TensorObs) -> torch.Tensor:
-        """:meth:`predictor_loss` of prepared inputs (RND's mean squared error)."""
-        return self.squared_error_prepared(x).mean()
+        """:meth:`predictor_loss` of prepared inputs."""
+        return self.loss_from(self.networks.run(self.networks.predictor, x), self.target_prepared(x))
+
+    def target_prepared(self, x: TensorObs) -> torch.Tensor:
+        """What the predictor regresses, per row of prepared inputs (RND: the frozen target's output ``[N, D]``);
+        computed once per rollout by ``update``, then indexed per minibatch."""
+        with torch.no_grad():
+            return self.networks.run(self.networks.target, x)
+
+    def loss_from(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The predictor's loss on a minibatch: RND's mean squared error."""
+        return (prediction - target).pow(2).mean()
 
     # ----- hooks -----
     def _warm_up(self, obs: TensorObs) -> None:
@@ -252,9 +262,10 @@ class RND(IntrinsicModule):
         # The parameter-free part (whitening with the updated statistics, code lookups, the NetHack crop) runs
         # once over the rollout; the minibatches index it.
         prepared = self.networks.prepare(next_obs)
-        return {"predictor_loss": self._train_predictor(prepared, obs_batch_size(next_obs))}
+        targets = encode(self.target_prepared, prepared, EVAL_CHUNK)  # one pass of the frozen target, not 16
+        return {"predictor_loss": self._train_predictor(prepared, targets, obs_batch_size(next_obs))}
 
-    def _train_predictor(self, x: TensorObs, n: int) -> float:
+    def _train_predictor(self, x: TensorObs, targets: torch.Tensor, n: int) -> float:
         """``num_epochs`` shuffled passes of ``num_minibatches`` steps, each on a random ``update_proportion`` of
         its minibatch (at least one row)."""
         losses = []
@@ -264,8 +275,10 @@ class RND(IntrinsicModule):
                 keep = torch.rand(rows.numel(), generator=self.generator) < self.update_proportion
                 if not bool(keep.any()):
                     keep[torch.randint(rows.numel(), (1,), generator=self.generator)] = True
-                loss = self.loss_prepared(obs_index(x, rows[keep].to(self.device)))
-                self.optimizer.zero_grad(set_to_none=True)
+                kept = rows[keep].to(self.device)
+                loss = self.loss_from(self.networks.run(self.networks.predictor, obs_index(x, kept)), targets[kept])
+                # Gradients are zeroed in place: reallocating them at each of the 16 small steps cost more.
+                self.optimizer.zero_grad(set_to_none=False)
                 loss.backward()
                 self.optimizer.step()
                 losses.append(loss.item())

@@ -104,13 +104,13 @@ def test_update_runs_the_reference_schedule_on_a_quarter_of_each_minibatch(monke
     module = RND(nethack_batch.observation_space, nethack_batch.action_space, seed=0)
     rollout = nethack_batch.rollouts[0]
     sizes = []
-    original = module.loss_prepared
+    original = module.loss_from
 
-    def spy(x):
-        sizes.append(x["codes"].shape[0])
-        return original(x)
+    def spy(prediction, target):
+        sizes.append(prediction.shape[0])
+        return original(prediction, target)
 
-    monkeypatch.setattr(module, "loss_prepared", spy)
+    monkeypatch.setattr(module, "loss_from", spy)
     module.update(rollout)
     n = int(rollout.valid.sum())
     assert len(sizes) == 16
