@@ -15,7 +15,12 @@ keep this module free of an action model; RE3 shows they work as a kNN space), a
 as one of its own k neighbours (kernel 1; the paper's empty first-step memory would give ``1 / c = 1000``),
 so a never-seen state gets ``1 / (1 + c)`` and the n-th exact visit in an episode ``1 / (sqrt(n) + c)``
 for ``n <= k``, a pseudo-count. Episodic memory works in
-``compute`` (call it once per rollout, in order), vectorised across envs, and clears at episode ends.
+``compute`` (call it once per rollout, in order), vectorised across envs, and clears at episode ends and
+on ``reset_episodes()`` (the running kNN distance and RND error statistics are lifelong).
+
+Reference: the paper's Algorithm 1 and Appendix (no code released by its authors); RLeXplore's
+``rllte/xplore/reward/ngu.py`` for the lifelong RND factor. The RND part trains on RND's reference schedule
+(:class:`~rove.intrinsic.rnd.RND`).
 """
 
 from __future__ import annotations
