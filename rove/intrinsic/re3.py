@@ -30,14 +30,18 @@ from rove.intrinsic.registry import register
 from rove.intrinsic.types import Rollout
 
 
+CANDIDATE_MARGIN = 8  # extra nearest candidates re-measured exactly (the expansion's error is ~1e-3)
+
+
 @register("re3")
 class RE3(IntrinsicModule):
     """State-entropy bonus ``r_t = log(1 + d_t / std(d))``, ``d_t = ||y_t - y_t^{(k)}||_2``, ``y = g(s_{t+1})``.
 
     ``g`` is a frozen random encoder; ``y^{(k)}`` is the k-th nearest neighbour of ``y_t`` among the rollout's
     other valid next-observations (a particle estimate of the state entropy), and ``std(d)`` the running std
-    of those distances over all rollouts so far, updated before dividing (as the reference). Distances are
-    exact (no matmul expansion), so a state with ``k`` or more exact duplicates gets exactly 0. Nothing
+    of those distances over all rollouts so far, updated before dividing (as the reference). The k-th distance
+    is exact (the nearest candidates of the fast matmul expansion re-measured directly), so a state with ``k``
+    or more exact duplicates gets exactly 0. Nothing
     trains: ``update`` returns no losses. The decaying coefficient of the paper is a schedule, which saves
     with the agent (``PPO.save``)::
 
@@ -84,10 +88,14 @@ class RE3(IntrinsicModule):
         k = min(self.k, n - 1)
         y = y[index]
         kth = []
+        candidates = min(k + 1 + CANDIDATE_MARGIN, n)
         for start in range(0, n, self.chunk):
-            # Exact distances: the matmul expansion cdist uses by default leaves up to 2e-3 between duplicates.
-            dist = torch.cdist(y[start : start + self.chunk], y, compute_mode="donot_use_mm_for_euclid_dist")
-            kth.append(dist.topk(k + 1, dim=1, largest=False).values[:, k])  # column 0: the point itself
+            rows = y[start : start + self.chunk]
+            # The fast matmul-expanded distances pick candidates; the exact distance to each candidate then
+            # decides (the expansion alone leaves up to 2e-3 between exact duplicates).
+            near = torch.cdist(rows, y).topk(candidates, dim=1, largest=False).indices  # [c, candidates]
+            exact = (y[near] - rows[:, None]).norm(dim=2)
+            kth.append(exact.topk(k + 1, dim=1, largest=False).values[:, k])  # column 0: the point itself
         distances = torch.cat(kth)
         self.distance_stats.update(distances)
         reward[index] = torch.log1p(distances / self.distance_stats.std.to(distances.dtype))
