@@ -29,7 +29,6 @@ from rove.intrinsic.normalize import RunningMeanStd
 from rove.intrinsic.registry import register
 from rove.intrinsic.types import Rollout
 
-
 CANDIDATE_MARGIN = 8  # extra nearest candidates re-measured exactly (the expansion's error is ~1e-3)
 
 
