@@ -112,19 +112,6 @@ def test_rdd_bonus_is_lower_on_more_visited_states():
     assert end[2] > 0.5 * start[2]
 
 
-def test_rdd_target_is_a_sample_and_its_mean_is_what_the_bonus_measures():
-    module = RDD(BOX, ACTIONS, target_std=2.0, seed=0)
-    obs = STATES[:4]
-    with torch.no_grad():
-        losses = {float(module.predictor_loss(obs)) for _ in range(3)}
-    assert len(losses) == 3  # fresh target samples every time
-    with torch.no_grad():
-        prediction, mean, std = module.networks.distribution(module.networks.prepare(obs))
-    assert bool((std > 0).all())
-    expected = ((prediction - mean) / std).pow(2).mean(1).sqrt()
-    torch.testing.assert_close(module.prediction_error(obs), expected)
-
-
 # ----- options -----
 @pytest.mark.parametrize(
     ("cls", "kwargs", "match"),
