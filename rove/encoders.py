@@ -268,12 +268,12 @@ def suite_of(space: spaces.Space) -> str:
 class ImageKeyEncoder(Encoder):
     """Applies a pixel encoder to the ``image`` key of a dict observation (e.g. Crafter)."""
 
-    def __init__(self, space: spaces.Dict, features_dim: int = 256) -> None:
+    def __init__(self, space: spaces.Dict, features_dim: int = 256, activation: type[nn.Module] = nn.ReLU) -> None:
         super().__init__()
         self.features_dim = features_dim
         image_space = space["image"]
         assert isinstance(image_space, spaces.Box)
-        self.pixels = PixelEncoder(image_space, features_dim)
+        self.pixels = PixelEncoder(image_space, features_dim, activation=activation)
 
     def forward(self, obs: TensorObs) -> torch.Tensor:
         assert isinstance(obs, dict)
@@ -323,7 +323,13 @@ class CodeEncoder(Encoder):
 class MiniGridLightEncoder(CodeEncoder):
     """A cheap MiniGrid encoder for intrinsic modules: per-cell code embeddings, flattened, one linear layer."""
 
-    def __init__(self, space: spaces.Dict | spaces.Box, features_dim: int = 128, embed_dim: int = 4) -> None:
+    def __init__(
+        self,
+        space: spaces.Dict | spaces.Box,
+        features_dim: int = 128,
+        embed_dim: int = 4,
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
         super().__init__()
         self.features_dim = features_dim
         image_space = space["image"] if isinstance(space, spaces.Dict) else space
@@ -333,7 +339,7 @@ class MiniGridLightEncoder(CodeEncoder):
         self.register_buffer("offsets", torch.arange(c) * MINIGRID_CODES, persistent=False)
         self.use_direction = isinstance(space, spaces.Dict) and "direction" in space.spaces
         in_dim = v * w * c * embed_dim + (4 if self.use_direction else 0)
-        self.head = nn.Sequential(nn.Linear(in_dim, features_dim), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(in_dim, features_dim), activation())
 
     @property
     def table(self) -> nn.Embedding:
@@ -361,14 +367,21 @@ class NetHackLightEncoder(CodeEncoder):
     8 dims made it twice as costly.
     """
 
-    def __init__(self, space: spaces.Dict, features_dim: int = 128, embed_dim: int = 4, crop: int = 9) -> None:
+    def __init__(
+        self,
+        space: spaces.Dict,
+        features_dim: int = 128,
+        embed_dim: int = 4,
+        crop: int = 9,
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
         super().__init__()
         self.features_dim = features_dim
         self.crop = crop
         self.glyph_embed = nn.Embedding(NLE_MAX_GLYPH + 1, embed_dim)
         blstats_shape = space["blstats"].shape
         assert blstats_shape is not None
-        self.head = nn.Sequential(nn.Linear(crop * crop * embed_dim + blstats_shape[0], features_dim), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(crop * crop * embed_dim + blstats_shape[0], features_dim), activation())
 
     @property
     def table(self) -> nn.Embedding:
@@ -392,27 +405,33 @@ def encode_preprocessed(encoder: nn.Module, x: TensorObs) -> torch.Tensor:
     return encoder.encode_codes(x) if isinstance(encoder, CodeEncoder) else encoder(x)  # type: ignore[arg-type]
 
 
-def make_encoder(space: spaces.Space, features_dim: int = 256, light: bool = False) -> Encoder:
+def make_encoder(
+    space: spaces.Space, features_dim: int = 256, light: bool = False, activation: type[nn.Module] = nn.ReLU
+) -> Encoder:
     """Builds the encoder for ``space`` (see the module docstring for the choice).
 
     ``light=True`` picks cheaper MiniGrid and NetHack encoders (intrinsic modules use them: their networks run on
-    every transition and must cost well under an env step).
+    every transition and must cost well under an env step). ``activation`` is the nonlinearity of the light,
+    pixel and MLP encoders (the inverse-dynamics modules pass ``nn.ELU``: see
+    :class:`rove.intrinsic.dynamics.InverseDynamics`); the other encoders keep ReLU.
     """
     suite = suite_of(space)
     if suite == "nethack":
         assert isinstance(space, spaces.Dict)
-        return NetHackLightEncoder(space, features_dim) if light else NetHackEncoder(space, features_dim)
+        if light:
+            return NetHackLightEncoder(space, features_dim, activation=activation)
+        return NetHackEncoder(space, features_dim)
     if suite == "minigrid":
         if light:
-            return MiniGridLightEncoder(space, features_dim)  # type: ignore[arg-type]
+            return MiniGridLightEncoder(space, features_dim, activation=activation)  # type: ignore[arg-type]
         return MiniGridEncoder(space, features_dim)  # type: ignore[arg-type]
     if suite == "pixels":
         if isinstance(space, spaces.Dict):
-            return ImageKeyEncoder(space, features_dim)
+            return ImageKeyEncoder(space, features_dim, activation=activation)
         assert isinstance(space, spaces.Box)
-        return PixelEncoder(space, features_dim)
+        return PixelEncoder(space, features_dim, activation=activation)
     if suite == "dict":
         return DictEncoder(space, features_dim)  # type: ignore[arg-type]
     if suite == "discrete":
         return DiscreteEncoder(space, features_dim)  # type: ignore[arg-type]
-    return MLPEncoder(space, features_dim)  # type: ignore[arg-type]
+    return MLPEncoder(space, features_dim, activation=activation)  # type: ignore[arg-type]

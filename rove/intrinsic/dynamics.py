@@ -163,6 +163,13 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator, device: tor
 class InverseDynamics(nn.Module):
     """Encoder ``phi`` plus an inverse head ``g(phi(s), phi(s')) -> logits over a``.
 
+    The encoder's nonlinearity is ELU, as in the references' embedding nets (pathak22/noreward-rl
+    ``src/model.py`` ``universeHead``; impact-driven-exploration ``src/models.py``
+    ``MinigridStateEmbeddingNet``): once the forward loss's gradient reaches ``phi`` (ICM, RIDE), it pushes
+    the features towards 0, and with ReLU every unit of the light encoders died within 10 updates on a real
+    DoorKey batch (``|phi|`` = 0, inverse loss stuck at ln 7); ELU units cannot die, and the inverse loss keeps
+    ``phi`` informative.
+
     With the light MiniGrid/NetHack encoders, the per-code embedding table stays at its random
     initialisation and the layers on top train (see the comment in ``__init__``).
 
@@ -175,7 +182,7 @@ class InverseDynamics(nn.Module):
 
     def __init__(self, observation_space: spaces.Space, num_actions: int, features_dim: int, hidden: int = 256):
         super().__init__()
-        self.encoder: Encoder = make_encoder(observation_space, features_dim, light=True)
+        self.encoder: Encoder = make_encoder(observation_space, features_dim, light=True, activation=nn.ELU)
         if isinstance(self.encoder, CodeEncoder):
             # Fixed random code embeddings, trained layers on top: the inverse loss shapes phi through the
             # encoder's linear layer, and the backward pass skips the gradient of the [N, P * embed] input

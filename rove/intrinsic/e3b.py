@@ -1,5 +1,17 @@
 """Exploration via Elliptical Episodic Bonuses (Henaff et al. 2022, "Exploration via Elliptical Episodic
-Bonuses"), vectorised across envs."""
+Bonuses"), vectorised across envs.
+
+Reference: facebookresearch/e3b ``minihack/src/utils.py`` (``act``: ``C^{-1} = I / ridge`` at each episode
+start, rank-1 Sherman-Morrison update per step) and ``minihack/src/algos/e3b.py`` (inverse-dynamics
+training, the bonus divided by its running std), ``minihack/src/arguments.py`` (ridge 0.1).
+
+Deviations:
+    - Rove scores ``s_{t+1}``, the observation the action led to, where the reference scores the step's
+      current observation ``s_t``: the reward then credits the action that reached the novel state, as every
+      other module here does. Kept on purpose; not compared in a learning run.
+    - All envs update at once on an ``[E, d, d]`` float64 tensor instead of one Python loop per actor.
+    - Encoder: Rove's light per-suite encoder with ELU (the reference: its NetHack/MiniGrid embedding nets).
+"""
 
 from __future__ import annotations
 
@@ -105,6 +117,11 @@ class E3B(IntrinsicModule):
         bonus = self._add(self._features(step.next_obs), torch.ones_like(step.valid))
         self.pending.append(torch.where(step.valid, bonus, torch.zeros_like(bonus)).float())
         del self.pending[:-MAX_PENDING]  # bounded, for an agent that observes without computing
+
+    def _reset_episodes(self) -> None:
+        # The next observed step starts a fresh episode in every env: C^{-1} = I / ridge, first obs remembered.
+        self.cov_inverse = self.cov_inverse.new_zeros(0, self.features_dim, self.features_dim)
+        self.boundaries = EpisodeBoundaries()
 
     def _identity(self, num_envs: int) -> torch.Tensor:
         eye = torch.eye(self.features_dim, dtype=torch.float64, device=self.device) / self.ridge

@@ -1,5 +1,15 @@
 """Fusion of several intrinsic modules, after HIRE's hybrid intrinsic rewards (Yuan et al.): weighted sum,
-product, maximum, or cycling which module is active, each member normalised first."""
+product, maximum, or cycling which module is active, each member normalised first.
+
+Reference: RLE-Foundation/rllte (RLeXplore) ``rllte/xplore/reward/fabric.py`` and
+``rllte/common/prototype/base_reward.py`` (``BaseReward.weight`` = ``beta * (1 - kappa) ** global_step``,
+``global_step += 1`` per ``compute`` call).
+
+Deviations:
+    - Each member keeps its own normaliser and ``coef``; the fused reward is not normalised again by default.
+    - A decay may count env steps instead of computes when the user asks for it
+      (``ExponentialDecay(..., unit="env_step")``); the default is HIRE's per-compute unit.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +22,7 @@ from torch import nn
 
 from rove.intrinsic.base import IntrinsicModule, Normalization
 from rove.intrinsic.registry import make, register
-from rove.intrinsic.schedules import Schedule, constant, exponential_decay
+from rove.intrinsic.schedules import Schedule, constant, exponential_decay, unit_of
 from rove.intrinsic.types import Rollout, Step
 from rove.obs import TensorObs
 
@@ -28,7 +38,7 @@ def _as_decay(decay: Decay) -> Schedule:
     if callable(decay):
         return decay
     beta, kappa = decay
-    return exponential_decay(beta, kappa)
+    return exponential_decay(beta, kappa, unit="compute")  # HIRE's unit: one step per compute (rollout)
 
 
 @register("fusion")
@@ -54,7 +64,9 @@ class Fusion(IntrinsicModule):
         operator: One of ``"sum"``, ``"product"``, ``"max"``, ``"cycle"``.
         weights: One weight per member (default 1.0 each).
         decay: HIRE's decay ``beta * (1 - kappa) ** n``: one ``(beta, kappa)`` pair or schedule for all members,
-            or a sequence with one (pair, schedule or None) per member.
+            or a sequence with one (pair, schedule or None) per member. A pair counts ``n`` in ``compute`` calls
+            (one per rollout), as HIRE's code; a :class:`~rove.intrinsic.schedules.ExponentialDecay` counts the
+            ``unit`` it names (``"compute"`` or ``"env_step"``); other callables get env steps.
         normalize: The fused reward's own normalisation (default ``"none"``).
         **base_kwargs: ``coef``, ``gamma``, ``update_proportion`` (ignored: members sample their own),
             ``device``, ``seed``.
@@ -99,8 +111,10 @@ class Fusion(IntrinsicModule):
             raise ValueError(f"decay has {len(decays)} entries for {num} modules")
         self.decays = [_as_decay(d) for d in decays]
         self.register_buffer("cycle_index", torch.zeros((), dtype=torch.long))
+        self.register_buffer("num_computes", torch.zeros((), dtype=torch.long))
 
     cycle_index: torch.Tensor
+    num_computes: torch.Tensor
 
     def member_items(self) -> list[tuple[str, IntrinsicModule]]:
         """``(name, module)`` of each member, in order; names are unique (``rnd``, ``rnd_1``, ...)."""
@@ -120,8 +134,10 @@ class Fusion(IntrinsicModule):
         return True  # depends on the members, which check their own spaces when built
 
     def scales(self) -> list[float]:
-        """``w_i * d_i(n)`` of each member at the current step count ``n``."""
-        return [w * d(self.num_steps_seen) for w, d in zip(self.weights, self.decays, strict=True)]
+        """``w_i * d_i(n)`` of each member, ``n`` the count its decay names: ``compute`` calls so far, or env
+        steps seen."""
+        counts = {"compute": int(self.num_computes), "env_step": self.num_steps_seen}
+        return [w * d(counts[unit_of(d)]) for w, d in zip(self.weights, self.decays, strict=True)]
 
     def _warm_up(self, obs: TensorObs) -> None:
         for _, member in self.member_items():
@@ -131,6 +147,10 @@ class Fusion(IntrinsicModule):
         for _, member in self.member_items():
             if member.observes_steps:
                 member.observe(step)
+
+    def _reset_episodes(self) -> None:
+        for _, member in self.member_items():
+            member.reset_episodes()
 
     def _has_episodic_memory(self) -> bool:
         return any(member.observes_steps for _, member in self.member_items())
@@ -142,6 +162,7 @@ class Fusion(IntrinsicModule):
                 for (_, member), scale in zip(self.member_items(), self.scales(), strict=True)
             ]
         )  # [M, T, E]
+        self.num_computes += 1
         if self.operator == "sum":
             return rewards.sum(0)
         if self.operator == "product":

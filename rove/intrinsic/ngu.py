@@ -15,7 +15,12 @@ keep this module free of an action model; RE3 shows they work as a kNN space), a
 as one of its own k neighbours (kernel 1; the paper's empty first-step memory would give ``1 / c = 1000``),
 so a never-seen state gets ``1 / (1 + c)`` and the n-th exact visit in an episode ``1 / (sqrt(n) + c)``
 for ``n <= k``, a pseudo-count. Episodic memory works in
-``compute`` (call it once per rollout, in order), vectorised across envs, and clears at episode ends.
+``compute`` (call it once per rollout, in order), vectorised across envs, and clears at episode ends and
+on ``reset_episodes()`` (the running kNN distance and RND error statistics are lifelong).
+
+Reference: the paper's Algorithm 1 and Appendix (no code released by its authors); RLeXplore's
+``rllte/xplore/reward/ngu.py`` for the lifelong RND factor. The RND part trains on RND's reference schedule
+(:class:`~rove.intrinsic.rnd.RND`).
 """
 
 from __future__ import annotations
@@ -125,6 +130,10 @@ class NGU(RND):
         self.distance_stats = RunningMeanStd(()).to(self.device)  # d_m^2: mean squared kNN distance
         self.error_stats = RunningMeanStd(()).to(self.device)  # RND error, for the lifelong multiplier
         self.memory = EpisodicMemory(embedding_size, self.device)
+
+    def _reset_episodes(self) -> None:
+        # Episodic memory only; the running kNN distance and RND error statistics are lifelong.
+        self.memory = EpisodicMemory(self.memory.dim, self.device)
 
     def episodic_reward(self, embeddings: torch.Tensor, valid: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
         """Episodic novelty ``[T, E]`` of embeddings ``[T, E, D]``, updating each env's memory in time order."""

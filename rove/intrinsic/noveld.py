@@ -1,13 +1,25 @@
 """NovelD (Zhang et al. 2021, "NovelD: A Simple yet Effective Exploration Criterion").
 
 Rewards crossing the frontier from explored to unexplored territory:
-``r_t = max(N(s_{t+1}) - alpha * N(s_t), 0) * 1[N_episode(s_{t+1}) == 1]``, where ``N`` is RND's novelty
-(prediction error) and the indicator pays only on the first visit of ``s_{t+1}`` within the episode,
-which stops the agent from oscillating between a novel state and its neighbour.
+``r_t = max(N(s_{t+1}) - alpha * N(s_t), 0) * 1[N_episode(s_{t+1}) == 1]``, where ``N(s) = ||f_hat(s) - f(s)||_2``
+is the L2 norm of RND's prediction error (not its squared error: with squares, transitions with
+``alpha < N(s')/N(s) < sqrt(alpha)`` would get 0 where NovelD pays, and the reward would scale with ``N^2``) and
+the indicator pays only on the first visit of ``s_{t+1}`` within the episode, which stops the agent from
+oscillating between a novel state and its neighbour.
 
 The episodic first-visit test uses exact keys (Rove's ``state_key``, or a hash of the observation bytes)
 counted by the numba tables of :mod:`rove.intrinsic.kernels`; like the count modules, it happens in
-``compute``, which must therefore be called once per rollout, in order.
+``compute``, which must therefore be called once per rollout, in order; :meth:`IntrinsicModule.reset_episodes`
+clears it.
+
+Reference: tianjunz/NovelD ``src/algos/bebold.py`` (``torch.norm(..., p=2)`` novelty, ``scale_fac`` alpha, the
+``episode_state_count == 1`` indicator); facebookresearch/e3b keeps a copy for MiniHack.
+
+Deviations:
+    - The predictor trains on RND's squared error and schedule (:class:`~rove.intrinsic.rnd.RND`); the
+      reference trains it inside IMPALA's learner step.
+    - Networks: RND's (light encoders on codes) instead of the reference's ELU conv embedding of the partial
+      view; the novelty formula is the reference's.
 """
 
 from __future__ import annotations
@@ -55,6 +67,15 @@ class NovelD(RND):
         super().__init__(observation_space, action_space, **kwargs)
         self.alpha = float(alpha)
         self.episodic = EpisodicCountTables()
+
+    def error_prepared(self, x: TensorObs) -> torch.Tensor:
+        """NovelD's novelty ``||f_hat(s) - f(s)||_2``, ``[N]`` (the predictor still trains on RND's loss)."""
+        with torch.no_grad():
+            target = self.networks.run(self.networks.target, x)
+            return (self.networks.run(self.networks.predictor, x) - target).norm(dim=1)
+
+    def _reset_episodes(self) -> None:
+        self.episodic.reset()
 
     def _compute(self, rollout: Rollout) -> torch.Tensor:
         shape = (rollout.num_steps, rollout.num_envs)

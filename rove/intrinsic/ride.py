@@ -1,4 +1,17 @@
-"""Rewarding Impact-Driven Exploration (Raileanu & Rocktäschel 2020, "RIDE")."""
+"""Rewarding Impact-Driven Exploration (Raileanu & Rocktäschel 2020, "RIDE").
+
+Reference: facebookresearch/impact-driven-exploration ``src/algos/ride.py`` (bonus and losses),
+``src/losses.py`` (forward loss = L2 norm of the error), ``src/arguments.py`` (``forward_loss_coef`` 10,
+``inverse_loss_coef`` 0.1, lr 1e-4), ``src/utils.py`` (exact episodic counts of the observation).
+
+Deviations:
+    - Adam instead of RMSprop (lr 1e-4 kept): Rove's modules share one optimiser recipe.
+    - Encoder: Rove's light per-suite encoder with ELU (the reference: 3 ELU convs on the MiniGrid grid).
+    - No normalisation by default in the reference; Rove keeps the base class's return-std normalisation
+      (``normalize="return"``) so that one ``coef`` works across suites; ``normalize="none"`` is the reference.
+    - The episode's first observation is not counted (as in the reference, whose count dict starts empty at
+      each episode and counts ``s_{t+1}``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +21,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rove.intrinsic.base import Normalization
 from rove.intrinsic.dynamics import encode_rollout
 from rove.intrinsic.icm import ICM
 from rove.intrinsic.kernels import EpisodicCountTables, hash_rows, obs_bytes
@@ -34,28 +48,60 @@ MAX_PENDING = 1_000_000  # steps of bonuses kept between computes
 class RIDE(ICM):
     """Impact bonus ``||phi(s_{t+1}) - phi(s_t)||_2 / sqrt(N_ep(s_{t+1}))``.
 
-    ``phi`` is trained as in ICM (inverse and forward losses, see :class:`rove.intrinsic.icm.ICM`).
-    ``N_ep`` is an exact count of visits to ``s_{t+1}`` in the current episode (numba tables from
-    :mod:`rove.intrinsic.kernels`, keyed by :func:`episodic_keys`), taken in :meth:`observe` step by step
-    and cleared at episode ends; as in the paper's code, an episode's first observation (arriving on the
-    autoreset step) is not counted.
+    ``phi`` is trained by the reference's loss ``forward_coef * mean ||f(phi(s), a) - phi(s')||_2 +
+    inverse_coef * L_inv`` (10 and 0.1), with both gradients reaching the encoder; the forward model exists
+    for that gradient only (the bonus does not use it). ``N_ep`` is an exact count of visits to ``s_{t+1}``
+    in the current episode (numba tables from :mod:`rove.intrinsic.kernels`, keyed by :func:`episodic_keys`),
+    taken in :meth:`observe` step by step and cleared at episode ends and by :meth:`reset_episodes`; as in
+    the paper's code, an episode's first observation (arriving on the autoreset step) is not counted.
 
     Args:
         observation_space: Single-env observation space (Box or a Rove Dict).
         action_space: Must be Discrete.
         lr: Adam learning rate (1e-4 in the paper).
-        **kwargs: ICM's options (``beta``, ``features_dim``, ``hidden``, ``batch_size``, ``epochs``) and the base
-            options (``coef``, ``normalize``, ``gamma``, ``update_proportion``, ``device``, ``seed``).
+        forward_coef: Weight of the forward loss (10 in the reference).
+        inverse_coef: Weight of the inverse loss (0.1 in the reference).
+        normalize: ``"return"`` by default (see the module docstring).
+        **kwargs: ICM's network options (``features_dim``, ``hidden``, ``batch_size``, ``epochs``) and the base
+            options (``coef``, ``gamma``, ``update_proportion``, ``device``, ``seed``).
     """
 
     def __init__(
-        self, observation_space: spaces.Space, action_space: spaces.Space, *, lr: float = 1e-4, **kwargs: Any
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        *,
+        lr: float = 1e-4,
+        forward_coef: float = 10.0,
+        inverse_coef: float = 0.1,
+        normalize: Normalization = "return",
+        **kwargs: Any,
     ) -> None:
-        if "eta" in kwargs:
-            raise TypeError("RIDE has no 'eta' (its bonus is not a forward-model error); scale it with 'coef'")
-        super().__init__(observation_space, action_space, lr=lr, **kwargs)
+        for name in ("eta", "beta"):
+            if name in kwargs:
+                raise TypeError(
+                    f"RIDE has no {name!r} (its bonus is not a forward-model error and its loss weights are "
+                    "forward_coef and inverse_coef); scale the bonus with 'coef'"
+                )
+        if not (forward_coef >= 0 and inverse_coef >= 0 and forward_coef + inverse_coef > 0):
+            raise ValueError(
+                f"forward_coef and inverse_coef must be >= 0, not both 0; got {forward_coef}, {inverse_coef}"
+            )
+        super().__init__(observation_space, action_space, lr=lr, normalize=normalize, **kwargs)
+        self.forward_coef, self.inverse_coef = float(forward_coef), float(inverse_coef)
         self.counts = EpisodicCountTables()
         self.pending: list[np.ndarray] = []  # episodic counts of next_obs per observed step, int64 [E] each
+
+    def forward_loss(self, pred: torch.Tensor, next_phi: torch.Tensor) -> torch.Tensor:
+        """The reference's ``mean ||f - phi'||_2`` (a norm, not ICM's squared error)."""
+        return (pred - next_phi).norm(dim=1).mean()
+
+    def total_loss(self, inverse_loss: torch.Tensor, forward_loss: torch.Tensor) -> torch.Tensor:
+        return self.forward_coef * forward_loss + self.inverse_coef * inverse_loss
+
+    def _reset_episodes(self) -> None:
+        # Bonuses already observed belong to steps already taken: they stay pending for the next compute.
+        self.counts.reset()
 
     def _observe(self, step: Step) -> None:
         keys = episodic_keys(step.next_obs)[None]

@@ -7,8 +7,22 @@ little data.
 
 Pixel and plain Box observations are whitened by a running mean/std and clipped to [-5, 5] before both
 networks; the statistics are warmed up by the agent through ``warm_up(obs)`` (the paper uses 128 x 50
-random steps) and then follow the next observations of each ``update``. Categorical observations (MiniGrid
+random steps) and then follow every next observation of each ``update``. Categorical observations (MiniGrid
 codes, NetHack glyphs) go through the per-suite embedding encoders of :mod:`rove.encoders` instead.
+
+Reference: openai/random-network-distillation ``ppo_agent.py`` (the predictor loss inside every PPO epoch and
+minibatch, on a random ``proportion_of_exp_used_for_predictor_update`` = 0.25 mask; ``ob_rms`` updated on
+every rollout observation), ``policies/cnn_gru_policy_dynamics.py`` (networks), and CleanRL
+``ppo_rnd_envpool.py`` (the same schedule: ``update_epochs`` 4 x ``num_minibatches`` 4).
+
+Deviations:
+    - The predictor trains in the module's own ``update`` (once per rollout), on ``num_epochs`` shuffled passes
+      of ``num_minibatches`` minibatches with a fresh 25 % mask each: the reference's 16 optimiser steps per
+      rollout at PPO's 4 x 4, without coupling the module to the agent's minibatches (the agent's own epochs
+      and minibatch count can differ). Only the masked rows are run through the networks (same gradient as
+      the reference's masked mean, a quarter of the work).
+    - MiniGrid and NetHack codes go through light embedding encoders, not whitening + the paper's CNN (there
+      is nothing to whiten in categorical codes); output 128 there instead of 512 (cost, see ``embedding_dim``).
 """
 
 from __future__ import annotations
@@ -131,12 +145,14 @@ class RND(IntrinsicModule):
         features_dim: Body output size of each network.
         hidden_dim: Width of the predictor's two extra layers.
         learning_rate: Adam step size of the predictor (paper: 1e-4).
-        num_epochs: Passes over the (sub-sampled) rollout per ``update`` (paper: 4, one per PPO epoch).
-        minibatch_size: Transitions per gradient step.
-        update_obs_stats: Whether ``update`` also feeds the next observations to the whitening statistics
-            (the paper does; warm-up itself only ever comes from ``warm_up``).
+        num_epochs: Shuffled passes over the rollout per ``update`` (paper: 4, one per PPO epoch).
+        num_minibatches: Minibatches per pass (paper: 4, PPO's); ``num_epochs * num_minibatches`` optimiser steps
+            per rollout.
+        update_obs_stats: Whether ``update`` also feeds every valid next observation of the rollout to the
+            whitening statistics (the paper does; warm-up itself only ever comes from ``warm_up``).
         normalize: ``"return"`` (paper): divide by the running std of the intrinsic return along time.
-        update_proportion: Fraction of each rollout the predictor trains on (paper: 0.25 with 128+ envs).
+        update_proportion: Fraction of each minibatch the predictor's loss keeps, a fresh random mask per
+            minibatch (paper: 0.25 with 128+ envs).
         **base_kwargs: ``coef``, ``gamma``, ``device``, ``seed`` (see the base class).
     """
 
@@ -149,8 +165,8 @@ class RND(IntrinsicModule):
         features_dim: int = 128,
         hidden_dim: int = 256,
         learning_rate: float = 1e-4,
-        num_epochs: int = 1,
-        minibatch_size: int = 256,
+        num_epochs: int = 4,
+        num_minibatches: int = 4,
         update_obs_stats: bool = True,
         normalize: Normalization = "return",
         update_proportion: float = 0.25,
@@ -162,13 +178,13 @@ class RND(IntrinsicModule):
         if embedding_dim is None:
             embedding_dim = 512 if needs_normalization(observation_space) else CATEGORICAL_EMBEDDING_DIM
         for name, value in (("embedding_dim", embedding_dim), ("features_dim", features_dim), ("hidden_dim", hidden_dim),
-                            ("num_epochs", num_epochs), ("minibatch_size", minibatch_size)):  # fmt: skip
+                            ("num_epochs", num_epochs), ("num_minibatches", num_minibatches)):  # fmt: skip
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
         self.num_epochs = num_epochs
-        self.minibatch_size = minibatch_size
+        self.num_minibatches = num_minibatches
         self.update_obs_stats = update_obs_stats
         with seeded(self.seed):
             self.networks = self._build_networks(observation_space, embedding_dim, features_dim, hidden_dim)
@@ -185,13 +201,36 @@ class RND(IntrinsicModule):
         return [p for p in self.networks.parameters() if p.requires_grad]
 
     def prediction_error(self, obs: TensorObs) -> torch.Tensor:
-        """Novelty of each observation of a ``[N, ...]`` batch: ``[N]`` mean squared prediction error."""
-        prediction, target = self.networks(obs)
-        return (prediction - target).pow(2).mean(dim=1)
+        """Novelty of each observation of a ``[N, ...]`` batch, ``[N]`` (RND: mean squared prediction error)."""
+        return self.error_prepared(self.networks.prepare(obs))
 
     def predictor_loss(self, obs: TensorObs) -> torch.Tensor:
         """The loss minimised by ``update`` on a minibatch of next observations."""
-        return self.prediction_error(obs).mean()
+        return self.loss_prepared(self.networks.prepare(obs))
+
+    def squared_error_prepared(self, x: TensorObs) -> torch.Tensor:
+        """``mean_d (f_hat(s)_d - f(s)_d)^2``, ``[N]``, of prepared inputs (``networks.prepare(obs)``)."""
+        with torch.no_grad():
+            target = self.networks.run(self.networks.target, x)
+        return (self.networks.run(self.networks.predictor, x) - target).pow(2).mean(dim=1)
+
+    def error_prepared(self, x: TensorObs) -> torch.Tensor:
+        """:meth:`prediction_error` of prepared inputs (subclasses change the novelty here)."""
+        return self.squared_error_prepared(x)
+
+    def loss_prepared(self, x: TensorObs) -> torch.Tensor:
+        """:meth:`predictor_loss` of prepared inputs."""
+        return self.loss_from(self.networks.run(self.networks.predictor, x), self.target_prepared(x))
+
+    def target_prepared(self, x: TensorObs) -> torch.Tensor:
+        """What the predictor regresses, per row of prepared inputs (RND: the frozen target's output ``[N, D]``);
+        computed once per rollout by ``update``, then indexed per minibatch."""
+        with torch.no_grad():
+            return self.networks.run(self.networks.target, x)
+
+    def loss_from(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The predictor's loss on a minibatch: RND's mean squared error."""
+        return (prediction - target).pow(2).mean()
 
     # ----- hooks -----
     def _warm_up(self, obs: TensorObs) -> None:
@@ -206,6 +245,10 @@ class RND(IntrinsicModule):
         error = self.novelty(obs_flatten(rollout.next_obs))
         return error.reshape(rollout.num_steps, rollout.num_envs)
 
+    def _update_index(self, rollout: Rollout) -> torch.Tensor:
+        # Every valid transition: the statistics see all of them, and update_proportion masks each minibatch.
+        return rollout.valid.reshape(-1).nonzero(as_tuple=True)[0]
+
     def _update(self, batch: Transitions) -> dict[str, float]:
         return self._train_on(batch.next_obs)
 
@@ -216,15 +259,26 @@ class RND(IntrinsicModule):
     def _train_on(self, next_obs: TensorObs) -> dict[str, float]:
         if self.update_obs_stats:
             self.networks.update_statistics(next_obs)
-        return {"predictor_loss": self._train_predictor(next_obs, obs_batch_size(next_obs))}
+        # The parameter-free part (whitening with the updated statistics, code lookups, the NetHack crop) runs
+        # once over the rollout; the minibatches index it.
+        prepared = self.networks.prepare(next_obs)
+        targets = encode(self.target_prepared, prepared, EVAL_CHUNK)  # one pass of the frozen target, not 16
+        return {"predictor_loss": self._train_predictor(prepared, targets, obs_batch_size(next_obs))}
 
-    def _train_predictor(self, obs: TensorObs, n: int) -> float:
+    def _train_predictor(self, x: TensorObs, targets: torch.Tensor, n: int) -> float:
+        """``num_epochs`` shuffled passes of ``num_minibatches`` steps, each on a random ``update_proportion`` of
+        its minibatch (at least one row)."""
         losses = []
         for _ in range(self.num_epochs):
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-            for start in range(0, n, self.minibatch_size):
-                loss = self.predictor_loss(obs_index(obs, order[start : start + self.minibatch_size]))
-                self.optimizer.zero_grad(set_to_none=True)
+            order = torch.randperm(n, generator=self.generator)
+            for rows in order.chunk(self.num_minibatches):
+                keep = torch.rand(rows.numel(), generator=self.generator) < self.update_proportion
+                if not bool(keep.any()):
+                    keep[torch.randint(rows.numel(), (1,), generator=self.generator)] = True
+                kept = rows[keep].to(self.device)
+                loss = self.loss_from(self.networks.run(self.networks.predictor, obs_index(x, kept)), targets[kept])
+                # Gradients are zeroed in place: reallocating them at each of the 16 small steps cost more.
+                self.optimizer.zero_grad(set_to_none=False)
                 loss.backward()
                 self.optimizer.step()
                 losses.append(loss.item())

@@ -161,8 +161,9 @@ def test_rollout_frames_index_each_transitions_ends(shared: bool) -> None:
 
 @pytest.mark.parametrize("proportion", [1.0, 0.4])
 def test_update_trains_on_the_same_transitions_as_selecting_valid_ones(proportion: float) -> None:
-    """The base class picks indices once; the transitions equal the valid ones, subsampled with the same draws."""
-    module = ri.make("rnd", NETHACK, ACTIONS, seed=0, update_proportion=proportion)
+    """The base class picks indices once; the transitions equal the valid ones, subsampled with the same draws
+    (ICM uses the base class's subsampling; RND masks each of its minibatches instead)."""
+    module = ri.make("icm", NETHACK, ACTIONS, seed=0, update_proportion=proportion)
     rollout = nethack_rollout(6, 4, shared=True)
     generator_state = module.generator.get_state()
     index = module._update_index(rollout)

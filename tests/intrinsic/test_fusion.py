@@ -74,15 +74,25 @@ def test_cycle_switches_the_active_module_at_each_compute() -> None:
         torch.testing.assert_close(reward, expected)
 
 
-def test_decay_follows_beta_one_minus_kappa_to_the_steps_seen() -> None:
+def test_decay_counts_computes_as_hire_does() -> None:
+    """RLeXplore's BaseReward: weight beta * (1 - kappa) ** global_step, global_step += 1 per compute."""
     module = fuse("sum", decay=[(1.0, 0.5), None])
-    first = module.compute(rollout())  # 0 steps seen: decay 1
-    second = module.compute(rollout())  # 4 valid steps seen: decay 0.5 ** 4
-    torch.testing.assert_close(first, 2.0 * A + 0.5 * B)
-    torch.testing.assert_close(second, 2.0 * A * 0.5**4 + 0.5 * B)
+    rewards = [module.compute(rollout()) for _ in range(3)]  # 4 valid env steps per compute
+    for n, reward in enumerate(rewards):
+        torch.testing.assert_close(reward, 2.0 * A * 0.5**n + 0.5 * B)
     shared = fuse("sum", decay=(3.0, 0.25))  # one pair for every member
     shared.compute(rollout())
-    torch.testing.assert_close(shared.compute(rollout()), 3.0 * 0.75**4 * (2.0 * A + 0.5 * B))
+    torch.testing.assert_close(shared.compute(rollout()), 3.0 * 0.75 * (2.0 * A + 0.5 * B))
+
+
+def test_decay_in_env_steps_when_its_unit_says_so() -> None:
+    module = fuse("sum", decay=[ri.schedules.ExponentialDecay(1.0, 0.5, unit="env_step"), None])
+    module.compute(rollout())
+    torch.testing.assert_close(module.compute(rollout()), 2.0 * A * 0.5**4 + 0.5 * B)  # 4 valid steps seen
+    with pytest.raises(ValueError, match="unit must be one of"):
+        ri.schedules.ExponentialDecay(1.0, 0.5, unit="rollout")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="per-compute decays belong in Fusion"):
+        Fixed(A, coef=ri.schedules.ExponentialDecay(1.0, 0.5, unit="compute"))
 
 
 def test_decay_accepts_schedules() -> None:
