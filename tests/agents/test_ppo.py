@@ -114,8 +114,10 @@ def test_autoreset_steps_are_masked_everywhere() -> None:
     model = small_ppo(env, intrinsic="test_ppo_favour_action", n_steps=20)
     module = model.intrinsic
     assert isinstance(module, FavourAction)
-    model.learn(60)
+    model.learn(1)  # one rollout
     buf = model.rollout_buffer
+    # Autoreset rows are not transitions: the step counter counts the valid rows only, as SB3 counts.
+    assert model.num_timesteps == int(buf.valid.sum()) < 3 * 20
     # NEXT_STEP: the step after an episode end is the autoreset step, and nothing else is.
     assert torch.equal(~buf.valid[1:], buf.dones[:-1])
     assert (~buf.valid).any()
@@ -131,7 +133,7 @@ def test_autoreset_steps_are_masked_everywhere() -> None:
 
 def test_modules_observe_the_actions_taken_as_ordinary_tensors() -> None:
     model = small_ppo(constant_vec(3), intrinsic="test_ppo_favour_action", n_steps=20)
-    model.learn(60)  # one rollout
+    model.learn(1)  # one rollout
     module = model.intrinsic
     assert isinstance(module, FavourAction)
     assert torch.equal(torch.stack([s.actions for s in module.steps]), model.rollout_buffer.actions)
@@ -145,11 +147,11 @@ def test_only_modules_with_episodic_memory_are_shown_each_step(monkeypatch: pyte
     built: list[Step] = []
     monkeypatch.setattr(agent_base, "Step", lambda *args: built.append(Step(*args)) or built[-1])
     seen = small_ppo(constant_vec(2), intrinsic="test_ppo_favour_action", n_steps=16)
-    seen.learn(32)
+    seen.learn(1)
     assert seen.intrinsic.observes_steps and len(seen.intrinsic.steps) == len(built) == 16
     built.clear()
     skipped = small_ppo(constant_vec(2), intrinsic="test_ppo_memoryless", n_steps=16)
-    skipped.learn(32)
+    skipped.learn(1)
     assert not skipped.intrinsic.observes_steps
     assert built == [] and skipped.intrinsic.updated > 0  # no Step built per env step; still computed and trained
     # Built-in modules: counts and RND keep no per-step memory; RIDE's episodic counts and E3B's covariance do,
@@ -271,9 +273,10 @@ def test_callback_can_stop_training_and_learning_resumes() -> None:
 
     model = small_ppo(constant_vec(2), n_steps=16)
     model.learn(1000, callback=StopAfter(10))
-    assert model.num_timesteps == 20 and model.num_updates == 0
-    model.learn(64, reset_num_timesteps=False)
-    assert model.num_updates == 2
+    # 10 steps of 2 envs, less the autoreset rows (valid[t] is ~episode_starts[t + 1]).
+    assert model.num_timesteps == int((~model.rollout_buffer.episode_starts[1:11]).sum()) and model.num_updates == 0
+    model.learn(1, reset_num_timesteps=False)
+    assert model.num_updates == 1
     assert torch.equal(model.rollout_buffer.episode_starts[1:], ~model.rollout_buffer.valid)
 
 
