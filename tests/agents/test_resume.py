@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -40,13 +41,13 @@ TRAIN = textwrap.dedent(
 SUITES = {
     "minigrid": {
         "env": "Rove/MiniGrid-DoorKey-5x5-v0",
-        "kwargs": {"intrinsic": "rnd", "n_envs": 4, "n_steps": 16, "batch_size": 32, "n_epochs": 2, "seed": 3},
-        "total": 8 * 58,
+        "kwargs": {"intrinsic": "rnd", "n_envs": 4, "n_steps": 8, "batch_size": 16, "n_epochs": 2, "seed": 3},
+        "total": 4 * 30,
     },
     "crafter": {
         "env": "Rove/CrafterReward-v1",
-        "kwargs": {"intrinsic": "e3b", "n_envs": 2, "n_steps": 8, "batch_size": 8, "n_epochs": 1, "seed": 4},
-        "total": 6 * 16,
+        "kwargs": {"intrinsic": "e3b", "n_envs": 2, "n_steps": 4, "batch_size": 8, "n_epochs": 1, "seed": 4},
+        "total": 4 * 8,
     },
     "nethack": {
         "env": "Rove/NetHackScore-v0",
@@ -54,12 +55,12 @@ SUITES = {
             "intrinsic": "fusion",
             "intrinsic_kwargs": {"modules": ["rnd", "ride"]},
             "n_envs": 2,
-            "n_steps": 16,
+            "n_steps": 8,
             "batch_size": 16,
             "n_epochs": 1,
             "seed": 5,
         },
-        "total": 6 * 30,
+        "total": 4 * 15,
     },
 }
 
@@ -121,7 +122,9 @@ def run_killed(config: dict[str, Any], run: Path, tmp_path: Path, kill_after: in
                 time.sleep(random.uniform(0.0, 0.2))
                 break
             if proc.poll() is not None:
-                raise AssertionError(f"training exited before it was killed:\n{proc.stderr.read() if proc.stderr else ''}")
+                raise AssertionError(
+                    f"training exited before it was killed:\n{proc.stderr.read() if proc.stderr else ''}"
+                )
             time.sleep(0.01)
         else:
             raise AssertionError("training logged no update in time")
@@ -132,21 +135,57 @@ def run_killed(config: dict[str, Any], run: Path, tmp_path: Path, kill_after: in
     return run / "checkpoints" / "last.pt"
 
 
+TEST_NAME = "test_a_run_killed_at_a_random_moment_resumes_bit_identical"
+
+
+@pytest.fixture(scope="module")
+def killed_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Starts the killed run of every selected suite at once, each watched by a thread that kills it, so that
+    their start-up (seconds of imports and env construction) overlaps the uninterrupted runs in this process."""
+    selected = {
+        item.callspec.params["suite"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == TEST_NAME and hasattr(item, "callspec")
+    }
+    runs: dict[str, Any] = {}
+    for suite in sorted(selected):
+        folder = tmp_path_factory.mktemp(suite)
+        result: dict[str, Any] = {}
+
+        def watch(suite: str = suite, folder: Path = folder, result: dict[str, Any] = result) -> None:
+            try:
+                result["last"] = run_killed(SUITES[suite], folder / "run", folder, random.randint(1, 2))
+            except BaseException as exc:
+                result["error"] = exc
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        runs[suite] = (thread, result)
+    return runs
+
+
 @pytest.mark.parametrize("suite", sorted(SUITES))
-def test_a_run_killed_at_a_random_moment_resumes_bit_identical(suite: str, tmp_path: Path) -> None:
+def test_a_run_killed_at_a_random_moment_resumes_bit_identical(suite: str, killed_runs: dict[str, Any]) -> None:
     config = json.loads(json.dumps(SUITES[suite]))
     total = config["total"]
     with one_thread():
         reference = PPO(
-            "auto", config["env"], learning_rate=linear_schedule(1e-3), verbose=0, **json.loads(json.dumps(config["kwargs"]))
+            "auto",
+            config["env"],
+            learning_rate=linear_schedule(1e-3),
+            verbose=0,
+            **json.loads(json.dumps(config["kwargs"])),
         )
         reference.learn(total)
         expected = training_state(reference)
         lrs = [group["lr"] for group in reference.optimizer.param_groups]
         reference.env.close()
 
-    kill_after = random.randint(1, 3)
-    last = run_killed(config, tmp_path / "run", tmp_path, kill_after)
+    thread, result = killed_runs[suite]
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    last = result["last"]
     saved = torch.load(last, map_location="cpu", weights_only=False)
     assert 0 < saved["num_timesteps"] < total, "the kill came after the run finished: make it longer"
 

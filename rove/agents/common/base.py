@@ -265,6 +265,7 @@ class OnPolicyAlgorithm:
             self._ep_int_return = np.zeros(self.n_envs)
         self.env, self.env_id = vec, env_id
         self._env_ready = False
+        self._saved_rollout = None  # a loaded checkpoint's episodes do not continue in another env
 
     def _write_obs(self, t: int, obs: Any) -> None:
         """Copies an env observation into row ``t`` of the device buffer (the one host->device copy)."""

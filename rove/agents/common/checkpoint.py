@@ -205,13 +205,13 @@ def _restore_env(env: gym.vector.VectorEnv, saved: dict[str, Any], env_id: str |
 
     if saved["env"] is None:
         return str(saved["env_unsaved_reason"])
+    set_state = getattr(env, "set_state", None)
+    if set_state is None:
+        return f"{type(env).__name__} has no set_state()"
     if saved["n_envs"] != n_envs:
         return f"it holds {saved['n_envs']} envs, the env given has {n_envs}"
     if saved["env_id"] != env_id:
         return f"it is of {saved['env_id']!r}, the env given is {env_id!r}"
-    set_state = getattr(env, "set_state", None)
-    if set_state is None:
-        return f"{type(env).__name__} has no set_state()"
     try:
         set_state(saved["env"])
     except EnvStateError as exc:
