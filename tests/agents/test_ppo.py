@@ -322,3 +322,51 @@ def test_learn_flushes_subnormal_floats_and_restores_the_mode() -> None:
         small_ppo(constant_vec(2), n_steps=16, flush_denormals=flush).learn(64, callback=record)
         assert record.modes == {flush}
         assert not flushes_denormals()
+
+
+def _adam_steps(model: PPO) -> int:
+    return int(next(iter(model.optimizer.state.values()))["step"])
+
+
+def test_target_kl_stops_the_epochs_before_the_step_that_exceeds_it() -> None:
+    # 4 epochs x 2 minibatches = 8 steps per update without a limit. With a tiny target the first minibatch
+    # (KL exactly 0: the policy is still the rollout's) steps, the second sees KL > 1.5 * target and stops.
+    free = small_ppo(constant_vec(2), n_steps=64, batch_size=64, learning_rate=1e-2)
+    free.learn(1)
+    assert _adam_steps(free) == 8
+    limited = small_ppo(constant_vec(2), n_steps=64, batch_size=64, learning_rate=1e-2, target_kl=1e-12)
+    limited.learn(1)
+    assert _adam_steps(limited) == 1
+    with pytest.raises(ValueError, match="target_kl must be > 0"):
+        small_ppo(constant_vec(2), target_kl=0.0)
+
+
+def test_clip_range_vf_clips_each_value_head_around_its_rollout_value() -> None:
+    def trained(**kwargs) -> dict[str, torch.Tensor]:
+        model = small_ppo(constant_vec(2), intrinsic="test_ppo_favour_action", learning_rate=1e-2, **kwargs)
+        model.learn(200)
+        return model.policy.state_dict()
+
+    unclipped, loose, tight = trained(), trained(clip_range_vf=1e6), trained(clip_range_vf=1e-6)
+    # A clip never reached changes nothing but rounding (old + (v - old) is v up to one ulp); a tight one holds
+    # the critics back.
+    assert all(torch.allclose(unclipped[k], loose[k], atol=1e-5) for k in unclipped)
+    critics = slice(3, 5)  # rows [logits x 3, v_ext, v_int] of the fused heads
+    moved = (unclipped["heads.weight"][critics] - tight["heads.weight"][critics]).abs().max()
+    assert moved > 1e-3
+
+
+def test_sb3_policy_options_are_taken_or_refused_by_name(tmp_path: Path) -> None:
+    model = small_ppo(
+        constant_vec(2), policy_kwargs={"net_arch": [16], "activation_fn": torch.nn.Tanh}, stats_window_size=3
+    )
+    assert isinstance(model.policy.mlp[1], torch.nn.Tanh) and model.ep_info_buffer.maxlen == 3
+    model.learn(64)
+    assert len(model.ep_info_buffer) == 3
+    model.save(tmp_path / "m.pt")
+    loaded = PPO.load(tmp_path / "m.pt", device="cpu")
+    assert isinstance(loaded.policy.mlp[1], torch.nn.Tanh) and loaded.ep_info_buffer.maxlen == 3
+    with pytest.raises(ValueError, match=r"net_arch=\{'pi': \[64\], 'vf': \[64\]\}: separate actor and critic"):
+        small_ppo(constant_vec(2), policy_kwargs={"net_arch": {"pi": [64], "vf": [64]}})
+    with pytest.raises(TypeError, match="use_sde"):
+        small_ppo(constant_vec(2), use_sde=True)
