@@ -613,7 +613,7 @@ class ReplayNoisyEnv(CounterEnv):
         return {"length": self.length}
 
     def reset(self, *, seed=None, options=None):
-        obs, info = super().reset(seed=seed, options=options)
+        _, info = super().reset(seed=seed, options=options)
         self.pos = int(np.random.randint(0, 10**6))
         return self._obs("start"), info
 
