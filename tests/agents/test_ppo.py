@@ -236,7 +236,10 @@ def test_run_dir_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         assert {"step", "env", "return", "length", "intrinsic_return", "success"} <= ep.keys()
     assert any(ep["intrinsic_return"] > 0 for ep in episodes)
     progress = [json.loads(line) for line in (run / "progress.jsonl").read_text().splitlines()]
-    assert [p["step"] for p in progress] == [128 * (i + 1) for i in range(4)]
+    # One line per update at its step count: up to 128 transitions per rollout (autoreset rows are none).
+    steps = [p["step"] for p in progress]
+    increments = np.diff([0, *steps])
+    assert steps[-1] >= 512 > steps[-2] and all(0 < d <= 128 for d in increments) and any(increments < 128)
     assert {"time", "sps", "train/policy_loss", "train/value_loss_int"} <= progress[-1].keys()
     assert any(k.startswith("intrinsic/count/") for k in progress[-1])
     assert list((run / "tb").glob("events.out.tfevents.*"))
@@ -246,7 +249,7 @@ def test_run_dir_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_suite_smoke_run(env_id: str) -> None:
     model = PPO("auto", env_id, n_envs=2, n_steps=64, batch_size=64, n_epochs=1, intrinsic="rnd", seed=0, verbose=0)
     model.learn(256)
-    assert model.num_timesteps == 256
+    assert 256 <= model.num_timesteps <= 256 + 128
     assert model.policy.suite in ("pixels", "nethack")
 
 

@@ -27,14 +27,20 @@ from rove.agents.common.utils import linear_schedule
 
 TRAIN = textwrap.dedent(
     """
-    import json, sys, torch
+    import json, sys, time, torch
     torch.set_num_threads(1)
-    from rove.agents import PPO, CheckpointCallback
+    from rove.agents import PPO, BaseCallback, CheckpointCallback
     from rove.agents.common.utils import linear_schedule
+
+    class Dawdle(BaseCallback):  # slows every env step (not the results) so the kill lands mid-run
+        def _on_step(self):
+            time.sleep(0.03)
+            return True
+
     config = json.loads(sys.argv[1])
     model = PPO("auto", config.pop("env"), learning_rate=linear_schedule(1e-3), run_dir=sys.argv[2], verbose=0,
                 **config.pop("kwargs"))
-    model.learn(config["total"], callback=CheckpointCallback(10**9))
+    model.learn(config["total"], callback=[Dawdle(), CheckpointCallback(10**9)])
     """
 )
 
