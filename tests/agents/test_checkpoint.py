@@ -80,7 +80,7 @@ def test_a_module_passed_as_an_instance_comes_back_with_its_own_settings(tmp_pat
 
 
 def test_fusion_members_come_back_with_their_counters_optimisers_and_generators(tmp_path: Path) -> None:
-    model = small(intrinsic="fusion", intrinsic_kwargs={"modules": ["rnd", "count"]})
+    model = small(intrinsic="fusion", intrinsic_kwargs={"modules": ["rnd", "count", "noveld"]})
     model.learn(40)
     model.save(tmp_path / "model.pt")
     loaded = PPO.load(tmp_path / "model.pt", device="cpu")
@@ -90,6 +90,12 @@ def test_fusion_members_come_back_with_their_counters_optimisers_and_generators(
     for name, member in members.items():
         assert back[name].num_steps_seen == member.num_steps_seen, name
         assert torch.equal(back[name].generator.get_state(), member.generator.get_state()), name
+    # NovelD keeps its episodic counts in a plain Python object (no state-dict hook): the walk finds it.
+    tables, restored_tables = members["noveld"].episodic, back["noveld"].episodic  # type: ignore[union-attr]
+    assert restored_tables is not tables and restored_tables.num_envs == tables.num_envs == 2
+    for name in ("keys", "counts", "used", "sizes"):
+        assert np.array_equal(getattr(restored_tables, name), getattr(tables, name)), name
+    assert tables.sizes.sum() > 0
     saved_adam = members["rnd"].optimizer.state_dict()["state"]
     restored_adam = back["rnd"].optimizer.state_dict()["state"]
     assert saved_adam.keys() == restored_adam.keys() and len(saved_adam) > 0

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+import rove
 from rove.agents import PPO, CheckpointCallback
 from rove.agents.common.utils import linear_schedule
 
@@ -38,8 +39,11 @@ TRAIN = textwrap.dedent(
             return True
 
     config = json.loads(sys.argv[1])
-    model = PPO("auto", config.pop("env"), learning_rate=linear_schedule(1e-3), run_dir=sys.argv[2], verbose=0,
-                **config.pop("kwargs"))
+    env = config["env"]
+    if config.get("vec"):  # a vector env the user builds (e.g. subprocess mode)
+        import rove
+        env = rove.make_vec(env, config["kwargs"]["n_envs"], seed=config["kwargs"]["seed"], copy=False, **config["vec"])
+    model = PPO("auto", env, learning_rate=linear_schedule(1e-3), run_dir=sys.argv[2], verbose=0, **config["kwargs"])
     model.learn(config["total"], callback=[Dawdle(), CheckpointCallback(10**9)])
     """
 )
@@ -71,6 +75,45 @@ SUITES = {
 }
 
 
+# Bigger runs (@slow): more updates and later kills, an LSTM policy, a subprocess-mode vector env.
+SLOW_SUITES = {
+    "minigrid_lstm": {
+        "env": "Rove/MiniGrid-DoorKey-5x5-v0",
+        "kwargs": {
+            "intrinsic": "noveld",
+            "n_envs": 4,
+            "n_steps": 32,
+            "batch_size": 64,
+            "n_epochs": 2,
+            "seed": 6,
+            "policy_kwargs": {"lstm": True, "lstm_hidden_size": 32},
+        },
+        "total": 12 * 120,
+        "kill_after": (2, 9),
+    },
+    "crafter_rnd": {
+        "env": "Rove/CrafterReward-v1",
+        "kwargs": {"intrinsic": "rnd", "n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2, "seed": 7},
+        "total": 10 * 64,
+        "kill_after": (2, 7),
+    },
+    "nethack_subprocess": {
+        "env": "Rove/NetHackScore-v0",
+        "vec": {"mode": "subprocess", "num_workers": 2},
+        "kwargs": {"intrinsic": "e3b", "n_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 1, "seed": 8},
+        "total": 10 * 120,
+        "kill_after": (2, 7),
+    },
+}
+
+
+def make_env(config: dict[str, Any]) -> Any:
+    if not config.get("vec"):
+        return config["env"]
+    kwargs = config["kwargs"]
+    return rove.make_vec(config["env"], kwargs["n_envs"], seed=kwargs["seed"], copy=False, **config["vec"])
+
+
 def training_state(model: PPO) -> dict[str, Any]:
     """Everything the run's outcome is: parameters, optimiser, module (networks, memory, generators), counters."""
     assert model.intrinsic is not None
@@ -96,6 +139,9 @@ def assert_equal(a: Any, b: Any, where: str) -> None:
         assert len(a) == len(b), where
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_equal(x, y, f"{where}[{i}]")
+    elif type(a).__module__.startswith("rove."):  # a module's state object (count table, memory)
+        assert type(a) is type(b), where
+        assert_equal(vars(a), vars(b), f"{where}.__dict__")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
@@ -172,32 +218,44 @@ def killed_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_a_run_killed_at_a_random_moment_resumes_bit_identical(suite: str, killed_runs: dict[str, Any]) -> None:
-    config = json.loads(json.dumps(SUITES[suite]))
+    thread, result = killed_runs[suite]
+    check_resume_is_exact(SUITES[suite], suite, lambda: join(thread, result))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", sorted(SLOW_SUITES))
+def test_a_longer_run_killed_at_a_random_moment_resumes_bit_identical(suite: str, tmp_path: Path) -> None:
+    config = SLOW_SUITES[suite]
+    last = run_killed(config, tmp_path / "run", tmp_path, random.randint(*config["kill_after"]))
+    check_resume_is_exact(config, suite, lambda: last)
+
+
+def join(thread: threading.Thread, result: dict[str, Any]) -> Path:
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["last"]
+
+
+def check_resume_is_exact(config: dict[str, Any], suite: str, killed_checkpoint: Any) -> None:
+    """Trains uninterrupted here, then resumes the killed run's last checkpoint and compares."""
+    config = json.loads(json.dumps(config))
     total = config["total"]
     with one_thread():
-        reference = PPO(
-            "auto",
-            config["env"],
-            learning_rate=linear_schedule(1e-3),
-            verbose=0,
-            **json.loads(json.dumps(config["kwargs"])),
-        )
+        env = make_env(config)
+        reference = PPO("auto", env, learning_rate=linear_schedule(1e-3), verbose=0, **config["kwargs"])
         reference.learn(total)
         expected = training_state(reference)
         lrs = [group["lr"] for group in reference.optimizer.param_groups]
         reference.env.close()
 
-    thread, result = killed_runs[suite]
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    last = result["last"]
+    last = killed_checkpoint()
     saved = torch.load(last, map_location="cpu", weights_only=False)
     assert 0 < saved["num_timesteps"] < total, "the kill came after the run finished: make it longer"
 
     with one_thread(), warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # "resume: ... not restored" would fail the test
-        model = PPO.load(last, env=config["env"], device="cpu")
+        model = PPO.load(last, env=make_env(config), device="cpu")
         model.learn(total - model.num_timesteps, callback=CheckpointCallback(10**9), reset_num_timesteps=False)
         got = training_state(model)
         model.env.close()
