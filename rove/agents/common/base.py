@@ -680,7 +680,8 @@ class OnPolicyAlgorithm:
         """Rebuilds an agent from :meth:`save`'s file; with ``env`` it can keep learning.
 
         The intrinsic module is rebuilt with the settings it was saved with (also one passed as an instance)
-        unless ``intrinsic`` is given. ``overrides`` replace saved hyperparameters (e.g. ``run_dir``,
+        unless ``intrinsic`` is given: a module built like the saved one (e.g. when its settings could not be
+        saved), into which the saved state, plain attributes included, is loaded. ``overrides`` replace saved hyperparameters (e.g. ``run_dir``,
         ``verbose``). The saved episodes continue at the next ``learn`` if ``env`` is a Rove vector env of the
         same id and size; otherwise that ``learn`` warns and starts fresh episodes.
         """
