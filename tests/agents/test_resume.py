@@ -56,7 +56,7 @@ SUITES = {
     },
     "crafter": {
         "env": "Rove/CrafterReward-v1",
-        "kwargs": {"intrinsic": "e3b", "n_envs": 2, "n_steps": 4, "batch_size": 8, "n_epochs": 1, "seed": 4},
+        "kwargs": {"intrinsic": "rnd", "n_envs": 2, "n_steps": 4, "batch_size": 8, "n_epochs": 1, "seed": 4},
         "total": 4 * 8,
     },
     "nethack": {
@@ -91,9 +91,9 @@ SLOW_SUITES = {
         "total": 12 * 120,
         "kill_after": (2, 9),
     },
-    "crafter_rnd": {
+    "crafter_e3b": {
         "env": "Rove/CrafterReward-v1",
-        "kwargs": {"intrinsic": "rnd", "n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2, "seed": 7},
+        "kwargs": {"intrinsic": "e3b", "n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2, "seed": 7},
         "total": 10 * 64,
         "kill_after": (2, 7),
     },

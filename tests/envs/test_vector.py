@@ -586,16 +586,16 @@ def test_processes_poll_before_blocking_only_when_each_has_a_core(monkeypatch):
 def test_set_state_continues_the_same_episodes_exactly(env_id, mode):
     workers = 2 if mode == "subprocess" else None
     rng = np.random.default_rng(0)
-    n = 3
+    n = 2
     with make_vec(env_id, n, seed=1, mode=mode, num_workers=workers) as envs:
         actions = envs.single_action_space.n
         envs.reset()
-        for _ in range(40):
+        for _ in range(30):
             envs.step(rng.integers(actions, size=n))
         state = pickle.loads(pickle.dumps(envs.get_state()))  # as a checkpoint file would hold it
         with make_vec(env_id, n, seed=99, mode=mode, num_workers=workers) as restored:
             restored.set_state(state)
-            for _ in range(60):
+            for _ in range(40):
                 a = rng.integers(actions, size=n)
                 want, got = envs.step(a), restored.step(a)
                 for k in want[0]:
