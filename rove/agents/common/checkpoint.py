@@ -82,7 +82,7 @@ def _intrinsic_state(model: OnPolicyAlgorithm) -> dict[str, Any] | None:
     except Exception as exc:  # a schedule or member that cannot be pickled (a lambda, an LLM client)
         warnings.warn(
             f"the settings of intrinsic module {model.intrinsic_name!r} cannot be saved ({type(exc).__name__}: "
-            "{exc}); pass intrinsic= to load to rebuild it",
+            f"{exc}); pass intrinsic= to load to rebuild it",
             stacklevel=4,
         )
         spec = None
