@@ -73,6 +73,20 @@ def test_a_module_passed_as_an_instance_comes_back_with_its_own_settings(tmp_pat
     assert config["intrinsic_kwargs"]["coef"] == 0.1 and config["intrinsic_kwargs"]["learning_rate"] == 1e-3
 
 
+def test_settings_that_cannot_be_saved_make_load_ask_for_the_module(tmp_path: Path) -> None:
+    probe = small(n_envs=1)
+    space, actions = probe.observation_space, probe.action_space
+    model = small(intrinsic=RND(space, actions, coef=lambda steps: 0.1, normalize="none"))
+    model.learn(1)
+    with pytest.warns(UserWarning, match=r"settings of intrinsic module 'rnd' cannot be saved \(.*\); pass intrinsic="):
+        model.save(tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"'rnd' were not saved .*pass intrinsic="):
+        PPO.load(tmp_path / "model.pt", device="cpu")
+    loaded = PPO.load(tmp_path / "model.pt", device="cpu", intrinsic=RND(space, actions, normalize="none"))
+    for key, value in model.intrinsic.state_dict().items():  # type: ignore[union-attr]
+        assert torch.equal(loaded.intrinsic.state_dict()[key], value), key  # type: ignore[union-attr]
+
+
 def test_fusion_members_come_back_with_their_counters_optimisers_and_generators(tmp_path: Path) -> None:
     model = small(intrinsic="fusion", intrinsic_kwargs={"modules": ["rnd", "count", "noveld"]})
     model.learn(40)

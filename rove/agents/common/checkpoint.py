@@ -135,13 +135,15 @@ def read(path: str | Path, algorithm: str) -> dict[str, Any]:
 
 
 def rebuild_intrinsic(ckpt: dict[str, Any], device: torch.device | str) -> IntrinsicModule | str | None:
-    """The ``intrinsic`` argument that rebuilds the saved module: a module built from its spec (its own
-    settings), else its registry name with the agent's ``intrinsic_kwargs``."""
+    """The saved module rebuilt from its spec (its own settings); an error if they could not be saved."""
     saved = ckpt["intrinsic"]
     if saved is None:
         return None
     if saved["spec"] is None:
-        return saved["name"]
+        raise ValueError(
+            f"the settings of intrinsic module {saved['name']!r} were not saved (they could not be pickled); "
+            "pass intrinsic=<a module built like it> to load"
+        )
     from rove.obs import get_device
 
     return from_spec(saved["spec"], ckpt["observation_space"], ckpt["action_space"], device=get_device(device))
