@@ -15,6 +15,11 @@ Autoreset follows Gymnasium's NEXT_STEP mode: an env whose episode ended at step
 reward 0 and ``terminated = truncated = False``. ``infos["autoreset"]`` (``bool[num_envs]``) marks those
 steps, so that learners and intrinsic modules can leave them out.
 
+``get_state``/``set_state`` snapshot and restore the envs exactly, for checkpoints that continue the same
+episodes (envs are pickled, or replayed where their pickle is not their state, as Rove's NetHack). A
+KeyboardInterrupt in the middle of a step leaves the envs out of step with what was returned: the next
+``step`` refuses and ``reset`` (which drains the workers' late replies) starts over.
+
 Example::
 
     envs = rove.make_vec("Rove/NetHackScore-v0", 8, seed=0)
