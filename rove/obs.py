@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -14,10 +15,25 @@ ArrayObs = np.ndarray | dict[str, np.ndarray]
 
 
 def get_device(device: torch.device | str = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when available, else CPU; anything else goes to ``torch.device``."""
-    if device == "auto":
+    """``"auto"`` picks CUDA when available, else CPU; anything else goes to ``torch.device``.
+
+    As in Stable-Baselines3, a CUDA device on a machine without CUDA falls back to the CPU, here with a
+    warning (one script runs on a laptop and on a cluster). A CUDA index beyond the visible devices and a
+    name torch does not know are errors.
+    """
+    if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:<index>'") from err
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            warnings.warn(f"device {str(device)!r} requested but CUDA is not available: using the CPU", stacklevel=2)
+            return torch.device("cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return resolved
 
 
 def obs_map(fn: Callable[[Any], Any], obs: Any) -> Any:

@@ -15,6 +15,11 @@ Autoreset follows Gymnasium's NEXT_STEP mode: an env whose episode ended at step
 reward 0 and ``terminated = truncated = False``. ``infos["autoreset"]`` (``bool[num_envs]``) marks those
 steps, so that learners and intrinsic modules can leave them out.
 
+``get_state``/``set_state`` snapshot and restore the envs exactly, for checkpoints that continue the same
+episodes (envs are pickled, or replayed where their pickle is not their state, as Rove's NetHack). A
+KeyboardInterrupt in the middle of a step leaves the envs out of step with what was returned: the next
+``step`` refuses and ``reset`` (which drains the workers' late replies) starts over.
+
 Example::
 
     envs = rove.make_vec("Rove/NetHackScore-v0", 8, seed=0)
@@ -28,6 +33,7 @@ import contextlib
 import inspect
 import multiprocessing as mp
 import os
+import pickle
 import time
 import traceback
 import warnings
@@ -61,6 +67,10 @@ class VectorEnvError(RuntimeError):
     def __init__(self, message: str, env_index: int | None = None) -> None:
         super().__init__(message)
         self.env_index = env_index
+
+
+class EnvStateError(RuntimeError):
+    """A saved vector-env state cannot be restored exactly (see :meth:`RoveVectorEnv.set_state`)."""
 
 
 class _EnvFailure(Exception):
@@ -136,6 +146,17 @@ def _step_target(env: gym.Env) -> gym.Env:
     return env
 
 
+def restores_by_replay(env: gym.Env) -> bool:
+    """Whether the vector env restores ``env`` by replaying its episode rather than by unpickling it.
+
+    An env whose class defines ``__getstate__`` says that its pickle is not its state: Rove's NetHack pickles
+    only its constructor arguments (nle's C game cannot be pickled), but a seeded NetHack episode replays
+    exactly, so it is rebuilt from the generator state its reset drew from and the actions taken since.
+    Other envs (MiniGrid, Crafter: pure Python and NumPy) pickle whole, generators included.
+    """
+    return any("__getstate__" in vars(cls) for cls in type(env.unwrapped).__mro__ if cls is not object)
+
+
 class _CopyingStepper:
     """Steps an env through the Gymnasium API and copies each observation into the env's rows of the batch.
 
@@ -201,6 +222,10 @@ class _EnvSlice:
         self.terminations = terminations
         self.truncations = truncations
         self.autoreset = [False] * len(envs)
+        self.rows = rows
+        # Envs restored by replay (see ``get_state``) log how their episode began and every action since.
+        self.episode_starts: list[tuple[str, Any, Any] | None] = [None] * len(envs)
+        self.action_logs: list[list[Any] | None] = [[] if restores_by_replay(env) else None for env in envs]
 
     def step(self, actions: Sequence[Any], captions: list[str]) -> list[tuple[int, dict[str, Any]]]:
         """Steps (or autoresets) every env; writes observations, rewards, flags and ``captions[start:stop]``.
@@ -215,12 +240,18 @@ class _EnvSlice:
         autoreset = self.autoreset
         episodes: list[tuple[int, dict[str, Any]]] = []
         start = self.start
+        logs = self.action_logs
         for j, (step, reset) in enumerate(self.steppers):
             try:
                 if autoreset[j]:
+                    if logs[j] is not None:
+                        self._begin_episode(j, None, None)
                     captions[start + j] = reset()
                     autoreset[j] = False
                     continue
+                log = logs[j]
+                if log is not None:
+                    log.append(actions[j])
                 reward, terminated, truncated, caption, episode = step(actions[j])
             except Exception as exc:
                 raise _EnvFailure(start + j, exc) from exc
@@ -237,10 +268,72 @@ class _EnvSlice:
     def reset(self, seeds: Sequence[int | None], options: dict[str, Any] | None, captions: list[str]) -> None:
         for j, (_, reset) in enumerate(self.steppers):
             try:
+                if self.action_logs[j] is not None:
+                    self._begin_episode(j, seeds[j], options)
                 captions[self.start + j] = reset(seeds[j], options)
             except Exception as exc:
                 raise _EnvFailure(self.start + j, exc) from exc
         self.autoreset = [False] * len(self.steppers)
+
+    def _begin_episode(self, j: int, seed: int | None, options: dict[str, Any] | None) -> None:
+        """Notes what decides env ``j``'s next episode: the reset's seed, or (unseeded) its generator's state."""
+        if seed is not None:
+            self.episode_starts[j] = ("seed", int(seed), options)
+        else:
+            self.episode_starts[j] = ("rng", self.envs[j].unwrapped.np_random.bit_generator.state, options)
+        self.action_logs[j] = []
+
+    def get_state(self) -> list[dict[str, Any]]:
+        """Each env's state (see :meth:`RoveVectorEnv.get_state`)."""
+        states: list[dict[str, Any]] = []
+        for j, env in enumerate(self.envs):
+            state: dict[str, Any] = {"autoreset": self.autoreset[j]}
+            log = self.action_logs[j]
+            if log is not None:
+                state.update(kind="replay", start=self.episode_starts[j], actions=list(log))
+            else:
+                try:
+                    state.update(kind="pickle", blob=pickle.dumps(env))
+                except Exception as exc:  # any env's pickling can fail in its own way
+                    state.update(kind="none", reason=f"{type(exc).__name__}: {exc}")
+            states.append(state)
+        return states
+
+    def set_state(self, states: Sequence[dict[str, Any]]) -> None:
+        """Restores :meth:`get_state`'s snapshot: unpickles envs, replays the others' episodes so far."""
+        for j, state in enumerate(states):
+            try:
+                if state["kind"] == "pickle":
+                    env = pickle.loads(state["blob"])
+                    self.envs[j].close()
+                    self.envs[j] = env
+                    self.steppers[j] = _stepper(_step_target(env), self.rows[j])
+                else:
+                    self._replay(j, state["start"], state["actions"])
+            except Exception as exc:
+                raise _EnvFailure(self.start + j, exc) from exc
+            self.autoreset[j] = bool(state["autoreset"])
+
+    def _replay(self, j: int, start: tuple[str, Any, Any] | None, actions: Sequence[Any]) -> None:
+        step, reset = self.steppers[j]
+        self.action_logs[j] = []
+        if start is None:  # never reset
+            return
+        kind, value, options = start
+        if kind == "seed":
+            self._begin_episode(j, value, options)
+            reset(value, options)
+        else:
+            generator = np.random.Generator(getattr(np.random, value["bit_generator"])())
+            generator.bit_generator.state = value
+            self.envs[j].unwrapped.np_random = generator
+            self._begin_episode(j, None, options)
+            reset(None, options)
+        log = self.action_logs[j]
+        assert log is not None
+        for action in actions:
+            log.append(action)
+            step(action)
 
     def call(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> list[Any]:
         results = []
@@ -258,8 +351,6 @@ class _EnvSlice:
 
 
 def _picklable(exc: BaseException) -> BaseException | None:
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:
@@ -318,6 +409,11 @@ def _worker(
                     conn.send(("ok", captions[start:stop]))
                 elif command == "call":
                     conn.send(("ok", block.call(*payload)))
+                elif command == "get_state":
+                    conn.send(("ok", block.get_state()))
+                elif command == "set_state":
+                    block.set_state(payload)
+                    conn.send(("ok", None))
                 elif command == "close":
                     break
                 else:
@@ -451,6 +547,10 @@ class RoveVectorEnv(VectorEnv):
         )
         self._captions = [""] * self.num_envs
         self._needs_reset = True
+        # The call a KeyboardInterrupt broke off (its replies may still be in the pipes), and the workers
+        # that were sent a command and have not answered yet.
+        self._interrupted: str | None = None
+        self._unanswered: set[int] = set()
         self.closed = False
 
         if mode == "subprocess":
@@ -515,6 +615,7 @@ class RoveVectorEnv(VectorEnv):
             process, conn, start, stop = self._workers[w]
             try:
                 conn.send(message)
+                self._unanswered.add(w)
             except (BrokenPipeError, ConnectionResetError, EOFError):
                 process.join(timeout=1.0)
                 raise VectorEnvError(
@@ -533,6 +634,7 @@ class RoveVectorEnv(VectorEnv):
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"worker {w} (envs {start}..{stop - 1}) gave no answer within {self.timeout} s")
             status, payload = conn.recv()
+            self._unanswered.discard(w)
         except (EOFError, ConnectionResetError, BrokenPipeError):
             process.join(timeout=1.0)
             raise VectorEnvError(
@@ -576,6 +678,7 @@ class RoveVectorEnv(VectorEnv):
             ``(observations, infos)`` with ``infos["autoreset"]`` all False and ``infos["caption"]``.
         """
         self._check_open()
+        self._drain()
         if seed is None and self._first_seed is not None:
             seed, self._first_seed = self._first_seed, None
         if seed is None:
@@ -590,7 +693,8 @@ class RoveVectorEnv(VectorEnv):
         self._first_seed = None
         self._needs_reset = True
         messages = [("reset", (seeds[start:stop], options)) for _, _, start, stop in self._workers]
-        _, answers = self._run(lambda block: block.reset(seeds, options, self._captions), messages)
+        with self._atomic("reset"):
+            _, answers = self._run(lambda block: block.reset(seeds, options, self._captions), messages)
         for (_, _, start, stop), captions in zip(self._workers, answers, strict=True):
             self._captions[start:stop] = captions
         self._autoreset[:] = False
@@ -610,6 +714,7 @@ class RoveVectorEnv(VectorEnv):
             ``(observations, rewards float64[E], terminations bool[E], truncations bool[E], infos)``.
         """
         self._check_open()
+        self._refuse_if_interrupted("step")
         if self._needs_reset:
             raise RuntimeError("RoveVectorEnv.step called before reset(); call reset() first")
         # Python ints step faster than NumPy scalars through the envs' action checks.
@@ -617,20 +722,29 @@ class RoveVectorEnv(VectorEnv):
         if len(action_list) != self.num_envs:
             raise ValueError(f"step got {len(action_list)} actions for {self.num_envs} envs")
         autoreset = self._autoreset.copy()
+        # Until the step is complete a KeyboardInterrupt leaves it marked, and the next step refuses: some envs
+        # may have stepped (a terminal transition among them) without the caller seeing it.
+        self._interrupted = "step"
         if not self._workers:  # every env in this process: the hot path of sync mode, no closures
             assert self._block is not None
             try:
                 episodes = self._block.step(action_list, self._captions)
             except _EnvFailure as failure:
+                self._interrupted = None
                 _raise_env_error(failure.env_index, failure.error, None, self.num_envs)
         else:
             messages = [("step", action_list[start:stop]) for _, _, start, stop in self._workers]
-            local, answers = self._run(lambda block: block.step(action_list, self._captions), messages)
+            try:
+                local, answers = self._run(lambda block: block.step(action_list, self._captions), messages)
+            except VectorEnvError:
+                self._interrupted = None
+                raise
             episodes = list(local or ())
             for (_, _, start, stop), (captions, worker_episodes) in zip(self._workers, answers, strict=True):
                 self._captions[start:stop] = captions
                 episodes.extend(worker_episodes)
         np.logical_or(self._terminations, self._truncations, out=self._autoreset)
+        self._interrupted = None
         infos: dict[str, Any] = {"autoreset": autoreset, "caption": list(self._captions)}
         for i, episode in episodes:
             self._add_info(infos, {"episode": episode}, i)
@@ -645,10 +759,70 @@ class RoveVectorEnv(VectorEnv):
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Calls method ``name`` of every env (or reads the attribute if it is not callable)."""
         self._check_open()
-        local, answers = self._run(
-            lambda block: block.call(name, args, kwargs), [("call", (name, args, kwargs))] * len(self._workers)
-        )
+        self._refuse_if_interrupted("call")
+        with self._atomic("call"):
+            local, answers = self._run(
+                lambda block: block.call(name, args, kwargs), [("call", (name, args, kwargs))] * len(self._workers)
+            )
         return tuple([*(local or ()), *(result for answer in answers for result in answer)])
+
+    def get_state(self) -> dict[str, Any]:
+        """A snapshot from which :meth:`set_state` continues the same episodes, exactly.
+
+        Each env is pickled whole (MiniGrid, Crafter) or, if its class defines ``__getstate__`` (Rove's NetHack,
+        whose pickle holds only its constructor arguments), logged as the generator state or seed its last
+        reset started from plus the actions since, and replayed (see :func:`restores_by_replay`). The snapshot
+        also holds the observation buffers, captions, autoreset flags and the action space's generator.
+        An env whose pickling fails is marked so, and :meth:`set_state` refuses it.
+        """
+        self._check_open()
+        self._refuse_if_interrupted("get_state")
+        with self._atomic("get_state"):
+            local, answers = self._run(lambda block: block.get_state(), [("get_state", None)] * len(self._workers))
+        obs = {key: buf.copy() for key, buf in self._buffers}
+        return {
+            "num_envs": self.num_envs,
+            "envs": [*(local or ()), *(state for answer in answers for state in answer)],
+            "obs": obs,
+            "captions": list(self._captions),
+            "autoreset": self._autoreset.copy(),
+            "needs_reset": self._needs_reset,
+            "first_seed": self._first_seed,
+            "action_space": self.action_space.np_random.bit_generator.state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`get_state`'s snapshot into these envs (built like the ones it was taken from).
+
+        Raises:
+            EnvStateError: the snapshot does not fit (another number of envs), an env could not be pickled,
+                or a replayed env did not reach the saved observation (it is not deterministic). The vector env
+                then needs a ``reset()``.
+        """
+        self._check_open()
+        self._drain()
+        if state["num_envs"] != self.num_envs:
+            raise EnvStateError(f"the saved state holds {state['num_envs']} envs, this vector env has {self.num_envs}")
+        unsaved = [(i, env["reason"]) for i, env in enumerate(state["envs"]) if env["kind"] == "none"]
+        if unsaved:
+            raise EnvStateError(f"env {unsaved[0][0]} could not be saved ({unsaved[0][1]})")
+        envs = state["envs"]
+        messages = [("set_state", envs[start:stop]) for _, _, start, stop in self._workers]
+        self._needs_reset = True
+        with self._atomic("set_state"):
+            self._run(lambda block: block.set_state(envs[block.start : block.stop]), messages)
+        replayed = [i for i, env in enumerate(envs) if env["kind"] == "replay" and env["start"] is not None]
+        for key, buf in self._buffers:
+            saved = state["obs"][key]
+            differ = [i for i in replayed if not np.array_equal(buf[i], saved[i])]
+            if differ:
+                raise EnvStateError(f"env {differ[0]} did not replay to its saved observation (key {key!r})")
+            buf[...] = saved
+        self._captions[:] = state["captions"]
+        self._autoreset[:] = state["autoreset"]
+        self._needs_reset = state["needs_reset"]
+        self._first_seed = state["first_seed"]
+        self.action_space.np_random.bit_generator.state = state["action_space"]
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         """Reads attribute ``name`` of every env."""
@@ -686,6 +860,31 @@ class RoveVectorEnv(VectorEnv):
     def _check_open(self) -> None:
         if self.closed:
             raise RuntimeError("RoveVectorEnv is closed")
+
+    def _refuse_if_interrupted(self, what: str) -> None:
+        if self._interrupted is not None or self._unanswered:
+            raise RuntimeError(
+                f"RoveVectorEnv.{what}: the previous {self._interrupted or 'call'}() was interrupted (KeyboardInterrupt) "
+                "before every env finished it, so the envs are out of step with what was returned; call reset()"
+            )
+
+    def _drain(self) -> None:
+        """Reads and drops the replies an interrupted call left in the pipes (``reset`` and ``set_state``)."""
+        for w in sorted(self._unanswered):
+            self._receive(w)
+        self._interrupted = None
+
+    @contextlib.contextmanager
+    def _atomic(self, what: str) -> Any:
+        """Marks the block as ``what`` until it completes or fails with an ordinary exception (an env's error
+        leaves the pipes in step; a KeyboardInterrupt may not)."""
+        self._interrupted = what
+        try:
+            yield
+        except Exception:
+            self._interrupted = None
+            raise
+        self._interrupted = None
 
 
 class _RemoteError:

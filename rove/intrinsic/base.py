@@ -12,13 +12,25 @@ An agent drives a module like this, once per rollout of ``T`` steps from ``E`` e
 
 A new module subclasses :class:`IntrinsicModule`, implements ``_compute`` (and ``_update`` / ``_observe``
 when it learns or remembers), and registers itself with :func:`rove.intrinsic.register`.
+
+Checkpoints: ``state_dict`` holds parameters, buffers and whatever a module returns from ``get_extra_state``;
+:meth:`IntrinsicModule.get_training_state` holds the rest, found by walking the module tree: every optimiser,
+torch/NumPy/Python generator, and every plain attribute of each (member) intrinsic module (counters, count
+tables, episodic memory objects, pending lists: numbers, arrays, tensors, containers and Rove's own state
+objects), so a module needs no code of its own to be checkpointed.
+A module built by the user comes back with its own settings: :attr:`IntrinsicModule.init_kwargs` records the
+arguments its constructor was called with.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
-from typing import ClassVar, Literal
+import copy
+import functools
+import inspect
+import random
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,6 +43,58 @@ from rove.intrinsic.types import Rollout, Step, Transitions
 from rove.obs import TensorObs, check_finite, get_device, obs_map
 
 Normalization = Literal["return", "std", "none"]
+# Attribute types whose state a checkpoint must carry besides the state dict: kind -> (type, get, set).
+_STATEFUL: dict[str, tuple[type, Callable[[Any], Any], Callable[[Any, Any], None]]] = {
+    "optimizer": (torch.optim.Optimizer, lambda o: o.state_dict(), lambda o, s: o.load_state_dict(s)),
+    "lr_scheduler": (
+        torch.optim.lr_scheduler.LRScheduler,
+        lambda o: o.state_dict(),
+        lambda o, s: o.load_state_dict(s),
+    ),
+    "torch_generator": (torch.Generator, lambda g: g.get_state(), lambda g, s: g.set_state(s)),
+    "numpy_generator": (
+        np.random.Generator,
+        lambda g: g.bit_generator.state,
+        lambda g, s: setattr(g.bit_generator, "state", s),
+    ),
+    "python_random": (random.Random, lambda r: r.getstate(), lambda r, s: r.setstate(s)),
+}
+_MODULE_INTERNALS = frozenset(vars(nn.Module())) | {"_init_call"}
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is plain state a checkpoint copies: numbers, strings, arrays, tensors, containers of
+    them, and instances of Rove's own helper classes made of them (count tables, memories, schedules).
+    Networks, optimisers, spaces, functions and foreign objects (an LLM client) are not."""
+    if depth > 8:
+        return False
+    if value is None or isinstance(value, (bool, int, float, str, bytes, np.generic, np.ndarray, torch.device)):
+        return True
+    if isinstance(value, torch.Tensor):
+        return not isinstance(value, nn.Parameter)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_is_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_is_plain(k, depth + 1) and _is_plain(v, depth + 1) for k, v in value.items())
+    if type(value).__module__.startswith("rove.") and not isinstance(value, (nn.Module, torch.optim.Optimizer)):
+        return hasattr(value, "__dict__") and all(_is_plain(v, depth + 1) for v in vars(value).values())
+    return False
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    """``value`` (a copy) with its tensors and devices moved to ``device``, in place where it is an object."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, torch.device):
+        return device
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if hasattr(value, "__dict__") and type(value).__module__.startswith("rove."):
+        for attr, item in vars(value).items():
+            setattr(value, attr, _to_device(item, device))
+    return value
 
 
 @contextlib.contextmanager
@@ -69,6 +133,42 @@ class IntrinsicModule(nn.Module):
     """
 
     name: ClassVar[str] = "base"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wraps each subclass's ``__init__`` so that the outermost call records its arguments
+        (:attr:`init_kwargs`)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_records_arguments", False):
+            return
+
+        @functools.wraps(init)
+        def recording_init(self: IntrinsicModule, *args: Any, **kw: Any) -> None:
+            if "_init_call" not in self.__dict__:
+                object.__setattr__(self, "_init_call", (type(self), args, kw))
+            init(self, *args, **kw)
+
+        recording_init._records_arguments = True  # type: ignore[attr-defined]
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments the module was built with (spaces left out; ``**kwargs`` merged in)."""
+        call = self.__dict__.get("_init_call")
+        if call is None:
+            return {}
+        cls, args, kw = call
+        bound = inspect.signature(cls.__init__).bind(self, *args, **kw)
+        out: dict[str, Any] = {}
+        params = inspect.signature(cls.__init__).parameters
+        for name, value in bound.arguments.items():
+            if name in ("self", "observation_space", "action_space"):
+                continue
+            if params[name].kind is inspect.Parameter.VAR_KEYWORD:
+                out.update(value)
+            else:
+                out[name] = value
+        return out
 
     def __init__(
         self,
@@ -178,6 +278,51 @@ class IntrinsicModule(nn.Module):
                 keep[torch.randint(index.numel(), (1,), generator=self.generator)] = True
             index = index[keep.nonzero(as_tuple=True)[0].to(self.device)]
         return index
+
+    # ----- checkpoints -----
+    def get_training_state(self) -> dict[str, Any]:
+        """What a checkpoint needs besides ``state_dict()``: ``{"path.attr": (kind, state)}`` for every
+        optimiser, LR scheduler and torch/NumPy/Python generator held by the module or any submodule (fusion
+        members included), and a copy of every plain attribute (see :func:`_is_plain`) of each intrinsic
+        module in the tree: ``num_steps_seen``, count tables, episodic memory, pending per-step values."""
+        state: dict[str, Any] = {}
+        for prefix, module in self.named_modules():
+            where = f"{prefix}." if prefix else ""
+            for attr, value in vars(module).items():
+                if attr in _MODULE_INTERNALS:
+                    continue
+                kind = next((k for k, (typ, _, _) in _STATEFUL.items() if isinstance(value, typ)), None)
+                if kind is not None:
+                    state[where + attr] = (kind, _STATEFUL[kind][1](value))
+                elif isinstance(module, IntrinsicModule) and _is_plain(value):
+                    state[where + attr] = ("attribute", copy.deepcopy(value))
+        return state
+
+    def set_training_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`get_training_state`'s snapshot in place (load ``state_dict`` first).
+
+        Raises:
+            ValueError: the snapshot does not fit this module (an entry is missing, extra or of another kind).
+        """
+        # Plain attributes may be created lazily (after the first rollout): only the others must match.
+        expected = {k: v for k, v in self.get_training_state().items() if v[0] != "attribute"}
+        stateful = {k: v for k, v in state.items() if v[0] != "attribute"}
+        if expected.keys() != stateful.keys() or any(expected[k][0] != stateful[k][0] for k in stateful):
+            missing = sorted(set(expected) - set(stateful))
+            extra = sorted(set(stateful) - set(expected))
+            changed = sorted(k for k in set(stateful) & set(expected) if expected[k][0] != stateful[k][0])
+            raise ValueError(
+                f"{type(self).__name__}: the saved training state does not fit this module "
+                f"(missing {missing}, unexpected {extra}, of another kind {changed})"
+            )
+        for key, (kind, value) in state.items():
+            path, _, attr = key.rpartition(".")
+            owner = self.get_submodule(path) if path else self
+            if kind == "attribute":
+                device = owner.device if isinstance(owner, IntrinsicModule) else self.device
+                setattr(owner, attr, _to_device(copy.deepcopy(value), device))
+            else:
+                _STATEFUL[kind][2](getattr(owner, attr), value)
 
     # ----- hooks for subclasses -----
     def _warm_up(self, obs: TensorObs) -> None:

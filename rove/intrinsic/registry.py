@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from collections.abc import Callable
@@ -82,3 +83,47 @@ def make(name: str, observation_space: spaces.Space, action_space: spaces.Space,
         return cls(observation_space, action_space, **kwargs)
     except TypeError as err:
         raise TypeError(f"bad options for intrinsic module {name!r}: {err}") from err
+
+
+def spec_of(module: IntrinsicModule) -> dict[str, Any]:
+    """What rebuilds ``module`` with its own settings: its registry name, class path and constructor
+    arguments (:attr:`IntrinsicModule.init_kwargs`); built members (a fusion's) become ``(name, kwargs)``."""
+    cls = type(module)
+    return {
+        "name": module.name,
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "kwargs": _as_spec_value(module.init_kwargs),
+    }
+
+
+def _as_spec_value(value: Any) -> Any:
+    if isinstance(value, IntrinsicModule):
+        return (value.name, _as_spec_value(value.init_kwargs))
+    if isinstance(value, dict):
+        return {k: _as_spec_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_spec_value(v) for v in value)
+    return value
+
+
+def from_spec(
+    spec: dict[str, Any], observation_space: spaces.Space, action_space: spaces.Space, **overrides: Any
+) -> IntrinsicModule:
+    """Rebuilds a module from :func:`spec_of`'s record; ``overrides`` replace saved arguments (``device``).
+
+    The class is imported from its path when it can be (a user's class need not be registered), else looked
+    up by name.
+    """
+    module_path, _, qualname = spec["class"].partition(":")
+    cls: Any = None
+    with contextlib.suppress(ImportError, AttributeError):
+        cls = importlib.import_module(module_path)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+    if not (isinstance(cls, type) and issubclass(cls, IntrinsicModule)):
+        cls = get(spec["name"])
+    kwargs = {**spec["kwargs"], **overrides}
+    try:
+        return cls(observation_space, action_space, **kwargs)
+    except TypeError as err:
+        raise TypeError(f"bad options for intrinsic module {spec['name']!r}: {err}") from err

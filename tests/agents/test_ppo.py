@@ -114,8 +114,10 @@ def test_autoreset_steps_are_masked_everywhere() -> None:
     model = small_ppo(env, intrinsic="test_ppo_favour_action", n_steps=20)
     module = model.intrinsic
     assert isinstance(module, FavourAction)
-    model.learn(60)
+    model.learn(1)  # one rollout
     buf = model.rollout_buffer
+    # Autoreset rows are not transitions: the step counter counts the valid rows only, as SB3 counts.
+    assert model.num_timesteps == int(buf.valid.sum()) < 3 * 20
     # NEXT_STEP: the step after an episode end is the autoreset step, and nothing else is.
     assert torch.equal(~buf.valid[1:], buf.dones[:-1])
     assert (~buf.valid).any()
@@ -131,7 +133,7 @@ def test_autoreset_steps_are_masked_everywhere() -> None:
 
 def test_modules_observe_the_actions_taken_as_ordinary_tensors() -> None:
     model = small_ppo(constant_vec(3), intrinsic="test_ppo_favour_action", n_steps=20)
-    model.learn(60)  # one rollout
+    model.learn(1)  # one rollout
     module = model.intrinsic
     assert isinstance(module, FavourAction)
     assert torch.equal(torch.stack([s.actions for s in module.steps]), model.rollout_buffer.actions)
@@ -145,11 +147,11 @@ def test_only_modules_with_episodic_memory_are_shown_each_step(monkeypatch: pyte
     built: list[Step] = []
     monkeypatch.setattr(agent_base, "Step", lambda *args: built.append(Step(*args)) or built[-1])
     seen = small_ppo(constant_vec(2), intrinsic="test_ppo_favour_action", n_steps=16)
-    seen.learn(32)
+    seen.learn(1)
     assert seen.intrinsic.observes_steps and len(seen.intrinsic.steps) == len(built) == 16
     built.clear()
     skipped = small_ppo(constant_vec(2), intrinsic="test_ppo_memoryless", n_steps=16)
-    skipped.learn(32)
+    skipped.learn(1)
     assert not skipped.intrinsic.observes_steps
     assert built == [] and skipped.intrinsic.updated > 0  # no Step built per env step; still computed and trained
     # Built-in modules: counts and RND keep no per-step memory; RIDE's episodic counts and E3B's covariance do,
@@ -234,7 +236,10 @@ def test_run_dir_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         assert {"step", "env", "return", "length", "intrinsic_return", "success"} <= ep.keys()
     assert any(ep["intrinsic_return"] > 0 for ep in episodes)
     progress = [json.loads(line) for line in (run / "progress.jsonl").read_text().splitlines()]
-    assert [p["step"] for p in progress] == [128 * (i + 1) for i in range(4)]
+    # One line per update at its step count: up to 128 transitions per rollout (autoreset rows are none).
+    steps = [p["step"] for p in progress]
+    increments = np.diff([0, *steps])
+    assert steps[-1] >= 512 > steps[-2] and all(0 < d <= 128 for d in increments) and any(increments < 128)
     assert {"time", "sps", "train/policy_loss", "train/value_loss_int"} <= progress[-1].keys()
     assert any(k.startswith("intrinsic/count/") for k in progress[-1])
     assert list((run / "tb").glob("events.out.tfevents.*"))
@@ -244,7 +249,7 @@ def test_run_dir_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_suite_smoke_run(env_id: str) -> None:
     model = PPO("auto", env_id, n_envs=2, n_steps=64, batch_size=64, n_epochs=1, intrinsic="rnd", seed=0, verbose=0)
     model.learn(256)
-    assert model.num_timesteps == 256
+    assert 256 <= model.num_timesteps <= 256 + 128
     assert model.policy.suite in ("pixels", "nethack")
 
 
@@ -271,9 +276,10 @@ def test_callback_can_stop_training_and_learning_resumes() -> None:
 
     model = small_ppo(constant_vec(2), n_steps=16)
     model.learn(1000, callback=StopAfter(10))
-    assert model.num_timesteps == 20 and model.num_updates == 0
-    model.learn(64, reset_num_timesteps=False)
-    assert model.num_updates == 2
+    # 10 steps of 2 envs, less the autoreset rows (valid[t] is ~episode_starts[t + 1]).
+    assert model.num_timesteps == int((~model.rollout_buffer.episode_starts[1:11]).sum()) and model.num_updates == 0
+    model.learn(1, reset_num_timesteps=False)
+    assert model.num_updates == 1
     assert torch.equal(model.rollout_buffer.episode_starts[1:], ~model.rollout_buffer.valid)
 
 
@@ -319,3 +325,51 @@ def test_learn_flushes_subnormal_floats_and_restores_the_mode() -> None:
         small_ppo(constant_vec(2), n_steps=16, flush_denormals=flush).learn(64, callback=record)
         assert record.modes == {flush}
         assert not flushes_denormals()
+
+
+def _adam_steps(model: PPO) -> int:
+    return int(next(iter(model.optimizer.state.values()))["step"])
+
+
+def test_target_kl_stops_the_epochs_before_the_step_that_exceeds_it() -> None:
+    # 4 epochs x 2 minibatches = 8 steps per update without a limit. With a tiny target the first minibatch
+    # (KL exactly 0: the policy is still the rollout's) steps, the second sees KL > 1.5 * target and stops.
+    free = small_ppo(constant_vec(2), n_steps=64, batch_size=64, learning_rate=1e-2)
+    free.learn(1)
+    assert _adam_steps(free) == 8
+    limited = small_ppo(constant_vec(2), n_steps=64, batch_size=64, learning_rate=1e-2, target_kl=1e-12)
+    limited.learn(1)
+    assert _adam_steps(limited) == 1
+    with pytest.raises(ValueError, match="target_kl must be > 0"):
+        small_ppo(constant_vec(2), target_kl=0.0)
+
+
+def test_clip_range_vf_clips_each_value_head_around_its_rollout_value() -> None:
+    def trained(**kwargs) -> dict[str, torch.Tensor]:
+        model = small_ppo(constant_vec(2), intrinsic="test_ppo_favour_action", learning_rate=1e-2, **kwargs)
+        model.learn(200)
+        return model.policy.state_dict()
+
+    unclipped, loose, tight = trained(), trained(clip_range_vf=1e6), trained(clip_range_vf=1e-6)
+    # A clip never reached changes nothing but rounding (old + (v - old) is v up to one ulp); a tight one holds
+    # the critics back.
+    assert all(torch.allclose(unclipped[k], loose[k], atol=1e-5) for k in unclipped)
+    critics = slice(3, 5)  # rows [logits x 3, v_ext, v_int] of the fused heads
+    moved = (unclipped["heads.weight"][critics] - tight["heads.weight"][critics]).abs().max()
+    assert moved > 1e-3
+
+
+def test_sb3_policy_options_are_taken_or_refused_by_name(tmp_path: Path) -> None:
+    model = small_ppo(
+        constant_vec(2), policy_kwargs={"net_arch": [16], "activation_fn": torch.nn.Tanh}, stats_window_size=3
+    )
+    assert isinstance(model.policy.mlp[1], torch.nn.Tanh) and model.ep_info_buffer.maxlen == 3
+    model.learn(64)
+    assert len(model.ep_info_buffer) == 3
+    model.save(tmp_path / "m.pt")
+    loaded = PPO.load(tmp_path / "m.pt", device="cpu")
+    assert isinstance(loaded.policy.mlp[1], torch.nn.Tanh) and loaded.ep_info_buffer.maxlen == 3
+    with pytest.raises(ValueError, match=r"net_arch=\{'pi': \[64\], 'vf': \[64\]\}: separate actor and critic"):
+        small_ppo(constant_vec(2), policy_kwargs={"net_arch": {"pi": [64], "vf": [64]}})
+    with pytest.raises(TypeError, match="use_sde"):
+        small_ppo(constant_vec(2), use_sde=True)

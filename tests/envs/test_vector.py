@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import signal
 import time
 from typing import Any
 
@@ -13,7 +15,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from rove.envs.core import CAPTION_BYTES, decode_captions, encode_caption
-from rove.envs.vector import RoveVectorEnv, VectorEnvError, make_vec
+from rove.envs.vector import EnvStateError, RoveVectorEnv, VectorEnvError, make_vec
 
 
 class CounterEnv(gym.Env):
@@ -569,3 +571,142 @@ def test_processes_poll_before_blocking_only_when_each_has_a_core(monkeypatch):
         assert envs.spin == 0.002
     with pytest.raises(ValueError, match="spin must be >= 0 seconds"):
         make_vec(None, env_fns=_fns([2, 2]), mode="subprocess", spin=-1.0)
+
+
+# ----------------------------------------------------------------------------- saved state, interrupted calls
+@pytest.mark.parametrize(
+    ("env_id", "mode"),
+    [
+        ("Rove/MiniGrid-DoorKey-5x5-v0", "sync"),
+        ("Rove/CrafterReward-v1", "sync"),
+        ("Rove/NetHackScore-v0", "sync"),
+        ("Rove/NetHackScore-v0", "subprocess"),
+    ],
+)
+def test_set_state_continues_the_same_episodes_exactly(env_id, mode):
+    workers = 2 if mode == "subprocess" else None
+    rng = np.random.default_rng(0)
+    n = 2
+    with make_vec(env_id, n, seed=1, mode=mode, num_workers=workers) as envs:
+        actions = envs.single_action_space.n
+        envs.reset()
+        for _ in range(30):
+            envs.step(rng.integers(actions, size=n))
+        state = pickle.loads(pickle.dumps(envs.get_state()))  # as a checkpoint file would hold it
+        with make_vec(env_id, n, seed=99, mode=mode, num_workers=workers) as restored:
+            restored.set_state(state)
+            for _ in range(40):
+                a = rng.integers(actions, size=n)
+                want, got = envs.step(a), restored.step(a)
+                for k in want[0]:
+                    np.testing.assert_array_equal(want[0][k], got[0][k], err_msg=k)
+                for i in (1, 2, 3):
+                    np.testing.assert_array_equal(want[i], got[i])
+                np.testing.assert_array_equal(want[4]["autoreset"], got[4]["autoreset"])
+                assert want[4]["caption"] == got[4]["caption"]
+
+
+class ReplayNoisyEnv(CounterEnv):
+    """Claims replay (its pickle is not its state) but draws its start from NumPy's global generator."""
+
+    def __getstate__(self):
+        return {"length": self.length}
+
+    def reset(self, *, seed=None, options=None):
+        _, info = super().reset(seed=seed, options=options)
+        self.pos = int(np.random.randint(0, 10**6))
+        return self._obs("start"), info
+
+
+class UnpicklableEnv(CounterEnv):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hook = lambda: None
+
+
+def test_set_state_refuses_what_it_cannot_restore_exactly():
+    with make_vec(None, env_fns=_fns([3, 4])) as envs:
+        envs.reset(seed=0)
+        state = envs.get_state()
+    with make_vec(None, env_fns=_fns([3, 4, 5])) as other, pytest.raises(EnvStateError, match="holds 2 envs"):
+        other.set_state(state)
+    with make_vec(None, env_fns=[lambda: ReplayNoisyEnv(length=5)] * 2) as envs:
+        envs.reset(seed=0)
+        envs.step(np.array([1, 2]))
+        state = envs.get_state()
+        assert [e["kind"] for e in state["envs"]] == ["replay", "replay"]
+        with pytest.raises(EnvStateError, match=r"env 0 did not replay to its saved observation"):
+            envs.set_state(state)
+    with make_vec(None, env_fns=[lambda: UnpicklableEnv(length=5)]) as envs:
+        envs.reset(seed=0)
+        state = envs.get_state()
+        with pytest.raises(EnvStateError, match=r"env 0 could not be saved \((PicklingError|AttributeError)"):
+            envs.set_state(state)
+
+
+class SlowFirstStepEnv(CounterEnv):
+    """CounterEnv whose first step of its life takes 0.5 s."""
+
+    def step(self, action):
+        if self.steps_taken == 0:
+            time.sleep(0.5)
+        return super().step(action)
+
+
+class InterruptingEnv(CounterEnv):
+    """CounterEnv whose second step of its life raises KeyboardInterrupt (Ctrl-C arriving mid-step)."""
+
+    def step(self, action):
+        if self.steps_taken == 1:
+            self.steps_taken += 1
+            raise KeyboardInterrupt
+        return super().step(action)
+
+
+def _interrupt_after(seconds: float):
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    return previous
+
+
+def test_an_interrupted_subprocess_step_is_refused_and_reset_drains_its_replies():
+    fns = [lambda: SlowFirstStepEnv(length=4) for _ in range(2)]
+    actions = _actions(9, 2, seed=3)
+    with make_vec(None, env_fns=fns, mode="subprocess", num_workers=2) as envs:
+        envs.reset(seed=0)
+        previous = _interrupt_after(0.1)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                envs.step(np.array([1, 1]))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        time.sleep(0.8)  # the workers finish that step and their replies wait in the pipes
+        with pytest.raises(RuntimeError, match=r"previous step\(\) was interrupted .* call reset\(\)"):
+            envs.step(np.array([1, 1]))
+        with pytest.raises(RuntimeError, match="interrupted"):
+            envs.get_state()
+        got = _rollout(envs, actions, seed=5)
+    with make_vec(None, env_fns=[lambda: CounterEnv(length=4) for _ in range(2)]) as reference:
+        want = _rollout(reference, actions, seed=5)
+    for a, b in zip(want, got, strict=True):
+        for x, y in zip(a, b, strict=True):
+            _assert_info_equal(x, y)
+
+
+def test_an_interrupted_sync_step_is_refused_rather_than_dropping_a_terminal_transition():
+    fns = [lambda: CounterEnv(length=2), lambda: InterruptingEnv(length=5)]
+    with make_vec(None, env_fns=fns) as envs:
+        envs.reset(seed=0)
+        envs.step(np.array([0, 0]))
+        with pytest.raises(KeyboardInterrupt):
+            envs.step(np.array([0, 0]))  # env 0 ended its episode in this step, which returned nothing
+        with pytest.raises(RuntimeError, match="interrupted"):
+            envs.step(np.array([0, 0]))  # would autoreset env 0 and lose that terminal transition
+        envs.reset(seed=0)
+        _, _, terminated, _, _ = envs.step(np.array([0, 0]))
+        _, _, terminated, _, _ = envs.step(np.array([0, 0]))
+        assert terminated.tolist() == [True, False]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rove.agents.common import checkpoint
 from rove.agents.common.buffers import RolloutBuffer
 from rove.agents.common.callbacks import BaseCallback, convert_callback
 from rove.agents.common.logger import (
@@ -38,10 +39,7 @@ from rove.agents.common.utils import (
     as_schedule,
     denormals_flushed,
     get_device,
-    get_rng_states,
-    load_state_dict_resizing,
     set_random_seed,
-    set_rng_states,
     tensor_keys,
     tensor_space,
 )
@@ -51,7 +49,7 @@ from rove.intrinsic.types import Step
 from rove.obs import TensorObs, obs_index
 
 SB3_POLICY_NAMES = ("auto", "MlpPolicy", "CnnPolicy", "MultiInputPolicy")
-CHECKPOINT_FORMAT = 2  # 2: the actor and critic heads are one Linear (policy.heads)
+CHECKPOINT_FORMAT = checkpoint.FORMAT
 
 
 def make_vector_env(env: str | gym.vector.VectorEnv, n_envs: int, seed: int | None) -> tuple[gym.vector.VectorEnv, str]:
@@ -106,12 +104,15 @@ class OnPolicyAlgorithm:
         verbose: int,
         hyperparams: dict[str, Any],
         flush_denormals: bool = True,
+        stats_window_size: int = 100,
         _spaces: tuple[spaces.Space, spaces.Space] | None = None,
     ) -> None:
         if isinstance(policy, str) and policy not in SB3_POLICY_NAMES:
             raise ValueError(f"policy must be one of {list(SB3_POLICY_NAMES)} or a policy class, got {policy!r}")
         if n_steps < 1 or n_envs < 1:
             raise ValueError(f"n_steps and n_envs must be >= 1, got n_steps={n_steps}, n_envs={n_envs}")
+        if stats_window_size < 1:
+            raise ValueError(f"stats_window_size must be >= 1, got {stats_window_size}")
         self.device = get_device(device)
         self.seed = seed
         self.n_steps = n_steps
@@ -144,6 +145,8 @@ class OnPolicyAlgorithm:
             raw_space, self.action_space = _spaces
         else:
             raise ValueError("env is required (an id or a vector env)")
+        if seed is not None:
+            self.action_space.seed(seed)  # the warm-up samples from it (Stable-Baselines3's set_random_seed)
         self.obs_keys = tensor_keys(raw_space)
         self.observation_space = tensor_space(raw_space)
 
@@ -160,15 +163,17 @@ class OnPolicyAlgorithm:
         self.rollout_buffer = RolloutBuffer(self.observation_space, n_steps, self.n_envs, self.device)
         self._setup_model()
 
-        # Rollout state carried between rollouts and learn() calls (not saved: it belongs to the env).
+        # Rollout state carried between rollouts and learn() calls (checkpoints save it with the env's state).
         self._env_ready = False
+        self._next_row = 0  # the buffer row holding the next rollout's first observation
+        self._saved_rollout: dict[str, Any] | None = None  # from load(), restored by the next learn()
         self._prev_done = np.zeros(self.n_envs, dtype=bool)
         self._lstm_state: LSTMState | None = None
         self._ep_return = np.zeros(self.n_envs)
         self._ep_length = np.zeros(self.n_envs, dtype=np.int64)
         self._ep_int_return = np.zeros(self.n_envs)
         self._pending_episodes: list[dict[str, Any]] = []
-        self.ep_info_buffer: deque[dict[str, Any]] = deque(maxlen=100)
+        self.ep_info_buffer: deque[dict[str, Any]] = deque(maxlen=stats_window_size)
         self.logger: Logger | None = None
         self._episode_writer: JSONLWriter | None = None
         self._progress_writer: JSONLWriter | None = None
@@ -202,6 +207,8 @@ class OnPolicyAlgorithm:
                 "n_envs": self.n_envs,
                 **{k: v for k, v in self.hyperparams.items() if k != "n_envs"},
                 "intrinsic": None if self.intrinsic is None else self.intrinsic_name,
+                # The module's own settings (a module passed as an instance has no intrinsic_kwargs).
+                "intrinsic_kwargs": None if self.intrinsic is None else self.intrinsic.init_kwargs,
                 "device": str(self.device),
                 "run_dir": None if self.run_dir is None else str(self.run_dir),
                 "observation_space": str(self.observation_space),
@@ -237,17 +244,28 @@ class OnPolicyAlgorithm:
 
     # ----- env plumbing -----
     def set_env(self, env: str | gym.vector.VectorEnv) -> None:
-        """Attaches an env (after ``load`` without one); its spaces must match the policy's."""
+        """Attaches an env (after ``load`` without one, or to change envs); its spaces must match the policy's.
+
+        Another number of envs is fine: the rollout storage is resized. The next ``learn`` starts fresh
+        episodes and clears the intrinsic module's episodic memory.
+        """
         vec, env_id = make_vector_env(env, self.n_envs, self.seed)
         if tensor_space(vec.single_observation_space) != self.observation_space:
             raise ValueError(
                 f"env observation space {vec.single_observation_space} does not match {self.observation_space}"
             )
+        if vec.single_action_space != self.action_space:
+            raise ValueError(f"env action space {vec.single_action_space} does not match {self.action_space}")
         if vec.num_envs != self.n_envs:
             self.n_envs = vec.num_envs
             self.rollout_buffer = RolloutBuffer(self.observation_space, self.n_steps, self.n_envs, self.device)
+            self._prev_done = np.zeros(self.n_envs, dtype=bool)
+            self._ep_return = np.zeros(self.n_envs)
+            self._ep_length = np.zeros(self.n_envs, dtype=np.int64)
+            self._ep_int_return = np.zeros(self.n_envs)
         self.env, self.env_id = vec, env_id
         self._env_ready = False
+        self._saved_rollout = None  # a loaded checkpoint's episodes do not continue in another env
 
     def _write_obs(self, t: int, obs: Any) -> None:
         """Copies an env observation into row ``t`` of the device buffer (the one host->device copy)."""
@@ -272,8 +290,10 @@ class OnPolicyAlgorithm:
         return obs, np.asarray(rewards), np.asarray(terminated), np.asarray(truncated), infos, autoreset
 
     def _reset_env(self, seed: int | None) -> None:
+        """Starts fresh episodes in every env; the module forgets its episodic memory (it did not see them end)."""
         assert self.env is not None
         obs, _ = self.env.reset(seed=seed)
+        self._next_row = 0
         self._write_obs(0, obs)
         self.rollout_buffer.episode_starts[0] = True
         self._prev_done[:] = False
@@ -282,6 +302,8 @@ class OnPolicyAlgorithm:
         self._ep_length[:] = 0
         self._ep_int_return[:] = 0
         self._pending_episodes.clear()
+        if self.intrinsic is not None:
+            self.intrinsic.reset_episodes()
         self._env_ready = True
 
     def _warm_up_intrinsic(self) -> None:
@@ -320,10 +342,14 @@ class OnPolicyAlgorithm:
         progress_bar: bool = False,
         reset_num_timesteps: bool = True,
     ) -> OnPolicyAlgorithm:
-        """Trains for ``total_timesteps`` env steps (summed over envs).
+        """Trains for ``total_timesteps`` env transitions (summed over envs; autoreset steps are none).
 
         As in Stable-Baselines3, ``reset_num_timesteps=False`` continues the step counter (resuming a
-        loaded checkpoint) and then ``total_timesteps`` counts the *additional* steps. Runs with subnormal
+        loaded checkpoint) and then ``total_timesteps`` counts the *additional* steps; schedules see the
+        progress ``1 - num_timesteps / (steps before + total_timesteps)``, so a resumed run continues the
+        decay where it stopped. After ``load`` the saved episodes continue if the env's state can be restored
+        (see :mod:`rove.agents.common.checkpoint`); otherwise, and after ``set_env`` or an interrupted
+        ``learn``, the envs start fresh episodes and the module's episodic memory is cleared. Runs with subnormal
         floats flushed to zero unless the agent was built with ``flush_denormals=False`` (see
         :func:`rove.agents.common.utils.denormals_flushed`).
         """
@@ -348,10 +374,26 @@ class OnPolicyAlgorithm:
         self._setup_logger()
         callback = convert_callback(callback)
         callback.init_callback(self)
+        try:
+            self._start_rollouts()
+            return self._train_loop(total_timesteps, callback, log_interval, progress_bar)
+        except BaseException:
+            # Interrupted or failed mid-way: the envs are somewhere the next rollout cannot start from.
+            self._env_ready = False
+            raise
+
+    def _start_rollouts(self) -> None:
+        if not self._env_ready:
+            checkpoint.resume_rollout(self)
         if not self._env_ready:
             self._reset_env(self.seed if self.num_timesteps == 0 else None)
         if self.intrinsic is not None and not self.intrinsic_warmed_up and self.intrinsic_warmup_steps > 0:
             self._warm_up_intrinsic()
+
+    def _train_loop(
+        self, total_timesteps: int, callback: BaseCallback, log_interval: int, progress_bar: bool
+    ) -> OnPolicyAlgorithm:
+        target = self._target_steps
         callback.on_training_start(locals())
         self._start_time = time.perf_counter()
         pbar = None
@@ -374,8 +416,9 @@ class OnPolicyAlgorithm:
                 self._dump_logs()
             callback.on_update_end()
             self.rollout_buffer.start_next()
-            if pbar is not None:
-                pbar.update(self.num_timesteps - before)
+            self._next_row = 0
+            if pbar is not None:  # the last rollout may overshoot the target: the bar stops at it
+                pbar.update(min(self.num_timesteps, target) - min(before, target))
         if pbar is not None:
             pbar.close()
         callback.on_training_end()
@@ -383,9 +426,9 @@ class OnPolicyAlgorithm:
 
     @property
     def progress_remaining(self) -> float:
-        """1 at the start of ``learn``, 0 at its target (Stable-Baselines3's schedule argument)."""
-        span = max(1, self._target_steps - self._start_steps)
-        return 1.0 - min(1.0, (self.num_timesteps - self._start_steps) / span)
+        """``1 - num_timesteps / target`` of the current ``learn`` (Stable-Baselines3's schedule argument):
+        1 at the start of a fresh run, 0 at its target; a resumed run goes on from where it stopped."""
+        return 1.0 - min(1.0, self.num_timesteps / max(1, self._target_steps))
 
     def _update_learning_rate(self) -> None:
         lr = self.lr_schedule(self.progress_remaining)
@@ -439,17 +482,19 @@ class OnPolicyAlgorithm:
                         torch.from_numpy(valid[t]),
                     )
                 )
-            self.num_timesteps += num_envs
+            self.num_timesteps += int(valid[t].sum())  # transitions: autoreset steps are none
             self._track_episodes(t, r, dones[t], valid[t], infos)
             if not callback.on_step():
                 # Stopped mid-rollout: keep the env's current obs as the next rollout's start and log the
                 # episodes that ended (their intrinsic return is unknown: no reward was computed).
                 buf.start_next(t + 1)
+                self._next_row = 0
                 self._flush_episodes(None)
                 return False
         _, v_ext, v_int, _ = self.policy(obs_index(buf.obs, num_steps), self._lstm_state, buf.episode_starts[num_steps])
         buf.values_ext[num_steps] = v_ext
         buf.values_int[num_steps] = v_int
+        self._next_row = num_steps
         buf.rewards_ext.copy_(torch.from_numpy(rewards))
         buf.terminated.copy_(torch.from_numpy(terminated))
         buf.dones.copy_(torch.from_numpy(dones))
@@ -619,39 +664,9 @@ class OnPolicyAlgorithm:
         return params
 
     def save(self, path: str | Path) -> None:
-        """Writes policy, optimiser, intrinsic module (+ its name/kwargs), normalisers, hyperparameters,
-        step counters and RNG states to one ``torch.save`` file."""
-        intrinsic_state = None
-        if self.intrinsic is not None:
-            intrinsic_state = {
-                "name": self.intrinsic_name,
-                "kwargs": self.intrinsic_kwargs,
-                "state_dict": self.intrinsic.state_dict(),
-                "num_steps_seen": self.intrinsic.num_steps_seen,
-                "generator": self.intrinsic.generator.get_state(),
-                "rng": self.intrinsic.rng.bit_generator.state,
-            }
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "algorithm": type(self).__name__,
-            "hyperparams": self._saveable_hyperparams(),
-            "n_envs": self.n_envs,
-            "env_id": self.env_id,
-            "observation_space": self.observation_space,
-            "action_space": self.action_space,
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),  # type: ignore[attr-defined]
-            "intrinsic": intrinsic_state,
-            "num_timesteps": self.num_timesteps,
-            "num_updates": self.num_updates,
-            "intrinsic_warmed_up": self.intrinsic_warmed_up,
-            "generator": self.generator.get_state(),
-            "rng": get_rng_states(),
-            "run_dir": None if self.run_dir is None else str(self.run_dir),
-        }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, path)
+        """Writes the whole training state to one ``torch.save`` file (see :mod:`rove.agents.common.checkpoint`):
+        a run resumed from it with ``load`` and ``learn(..., reset_num_timesteps=False)`` continues exactly."""
+        checkpoint.save(self, path)
 
     @classmethod
     def load(
@@ -664,44 +679,20 @@ class OnPolicyAlgorithm:
     ) -> OnPolicyAlgorithm:
         """Rebuilds an agent from :meth:`save`'s file; with ``env`` it can keep learning.
 
-        The intrinsic module is rebuilt from its registry name and kwargs unless ``intrinsic`` is given.
-        ``overrides`` replace saved hyperparameters (e.g. ``run_dir``, ``verbose``).
+        The intrinsic module is rebuilt with the settings it was saved with (also one passed as an instance)
+        unless ``intrinsic`` is given: a module built like the saved one (e.g. when its settings could not be
+        saved), into which the saved state, plain attributes included, is loaded. ``overrides`` replace saved hyperparameters (e.g. ``run_dir``,
+        ``verbose``). The saved episodes continue at the next ``learn`` if ``env`` is a Rove vector env of the
+        same id and size; otherwise that ``learn`` warns and starts fresh episodes.
         """
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("algorithm") != cls.__name__:
-            raise ValueError(
-                f"{path} is not a {cls.__name__} checkpoint of format {CHECKPOINT_FORMAT} "
-                f"(found algorithm={ckpt.get('algorithm')!r}, format={ckpt.get('format')!r})"
-            )
+        ckpt = checkpoint.read(path, cls.__name__)
         kwargs = dict(ckpt["hyperparams"])
         kwargs["n_envs"] = ckpt["n_envs"]
         kwargs.update(device=device, **overrides)
         kwargs.setdefault("run_dir", ckpt["run_dir"])
-        saved_intrinsic = ckpt["intrinsic"]
-        if intrinsic is not None:
-            kwargs["intrinsic"] = intrinsic
-        elif saved_intrinsic is not None:
-            kwargs["intrinsic"] = saved_intrinsic["name"]
-            kwargs["intrinsic_kwargs"] = saved_intrinsic["kwargs"]
-        model = cls(
-            env=env if env is not None else None,
-            _spaces=(ckpt["observation_space"], ckpt["action_space"]),
-            **kwargs,
-        )
-        model.policy.load_state_dict(ckpt["policy"])
-        model.optimizer.load_state_dict(ckpt["optimizer"])  # type: ignore[attr-defined]
-        if saved_intrinsic is not None and model.intrinsic is not None:
-            load_state_dict_resizing(model.intrinsic, saved_intrinsic["state_dict"])
-            model.intrinsic.num_steps_seen = saved_intrinsic["num_steps_seen"]
-            model.intrinsic.generator.set_state(saved_intrinsic["generator"])
-            model.intrinsic.rng.bit_generator.state = saved_intrinsic["rng"]
-        if env is None:
-            model.env_id = ckpt["env_id"]  # what it was trained on, for tools that rebuild the env
-        model.num_timesteps = ckpt["num_timesteps"]
-        model.num_updates = ckpt["num_updates"]
-        model.intrinsic_warmed_up = ckpt["intrinsic_warmed_up"]
-        model.generator.set_state(ckpt["generator"])
-        set_rng_states(ckpt["rng"])
+        kwargs["intrinsic"] = intrinsic if intrinsic is not None else checkpoint.rebuild_intrinsic(ckpt, device)
+        model = cls(env=env, _spaces=(ckpt["observation_space"], ckpt["action_space"]), **kwargs)
+        checkpoint.restore(model, ckpt, env_given=env is not None)
         return model
 
     def close(self) -> None:

@@ -42,7 +42,10 @@ class ActorCriticPolicy(nn.Module):
         action_space: Discrete.
         features_dim: Encoder output size; default 64 for flat Box/Discrete spaces (Stable-Baselines3's MLP
             size), 256 for the suite encoders.
-        net_arch: Hidden sizes of a shared MLP after the encoder/LSTM.
+        net_arch: Hidden sizes of a shared MLP after the encoder/LSTM. Stable-Baselines3's dict form
+            (``dict(pi=[...], vf=[...])``, separate actor and critic networks) is refused: the actor and both
+            critics here share the encoder and this MLP.
+        activation_fn: Activation class of that MLP (``nn.ReLU``; Stable-Baselines3's default is ``nn.Tanh``).
         lstm: Add an LSTM core (for partially observable suites).
         lstm_hidden_size: LSTM width.
         ortho_init: Orthogonal init of the heads (gain 0.01 for the actor, 1 for the critics).
@@ -55,11 +58,19 @@ class ActorCriticPolicy(nn.Module):
         *,
         features_dim: int | None = None,
         net_arch: Sequence[int] = (),
+        activation_fn: type[nn.Module] = nn.ReLU,
         lstm: bool = False,
         lstm_hidden_size: int = 256,
         ortho_init: bool = True,
     ) -> None:
         super().__init__()
+        if isinstance(net_arch, dict):
+            raise ValueError(
+                f"net_arch={net_arch!r}: separate actor and critic networks (Stable-Baselines3's dict form) are not "
+                "supported, the actor and critics share one MLP; pass a list of layer sizes, e.g. net_arch=[64, 64]"
+            )
+        if not (isinstance(activation_fn, type) and issubclass(activation_fn, nn.Module)):
+            raise TypeError(f"activation_fn must be an nn.Module class such as nn.Tanh, got {activation_fn!r}")
         if not isinstance(action_space, spaces.Discrete):
             raise NotImplementedError(
                 f"rove.agents.PPO supports Discrete action spaces only for now; got {action_space}"
@@ -86,7 +97,7 @@ class ActorCriticPolicy(nn.Module):
             latent = lstm_hidden_size
         layers: list[nn.Module] = []
         for width in net_arch:
-            layers += [nn.Linear(latent, width), nn.ReLU()]
+            layers += [nn.Linear(latent, width), activation_fn()]
             latent = width
         self.mlp = nn.Sequential(*layers)
         self.num_actions = int(action_space.n)

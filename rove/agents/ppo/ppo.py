@@ -75,9 +75,13 @@ class PPO(OnPolicyAlgorithm):
         gamma_int: Intrinsic discount (0.99).
         gae_lambda: GAE lambda for both streams.
         clip_range: PPO clip, float or schedule.
+        clip_range_vf: Clip each value head's change from its rollout value to this (float or schedule), as
+            Stable-Baselines3 does; None (default) leaves the values unclipped.
         ent_coef: Entropy bonus.
         vf_coef: Value-loss weight.
         max_grad_norm: Gradient clipping.
+        target_kl: Stop the update's epochs before the first minibatch step whose approximate KL to the
+            rollout policy exceeds ``1.5 * target_kl`` (Stable-Baselines3's rule); None: no limit.
         ext_coef: Weight of the extrinsic advantage (used with an intrinsic module).
         int_coef: Weight of the intrinsic advantage.
         int_episodic: Mask the intrinsic stream at episode ends too (default False: non-episodic).
@@ -85,12 +89,14 @@ class PPO(OnPolicyAlgorithm):
             before training; default ``n_steps`` if the module has a warm-up hook, else 0 (the RND paper
             uses ``50 * n_steps``).
         normalize_advantage: Whiten the combined advantage per minibatch.
-        policy_kwargs: ``features_dim``, ``net_arch``, ``lstm``, ``lstm_hidden_size``, ``ortho_init``.
+        policy_kwargs: ``features_dim``, ``net_arch`` (a list of layer sizes), ``activation_fn``, ``lstm``,
+            ``lstm_hidden_size``, ``ortho_init`` (see :class:`ActorCriticPolicy`).
         tensorboard_log: TensorBoard root when no ``run_dir`` is given.
         run_dir: Run folder (config.json, episodes.jsonl, progress.jsonl, tb/, checkpoints/).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         seed: Seeds init, sampling and the env's first reset.
         verbose: 1 prints a summary per update.
+        stats_window_size: Episodes averaged in ``rollout/ep_rew_mean`` and the other episode statistics.
         flush_denormals: Flush subnormal floats to zero on the CPU during ``learn`` (x86 computes with them
             many times slower; see :func:`rove.agents.common.utils.denormals_flushed`).
     """
@@ -111,9 +117,11 @@ class PPO(OnPolicyAlgorithm):
         gamma_int: float = 0.99,
         gae_lambda: float = 0.95,
         clip_range: float | Schedule = 0.2,
+        clip_range_vf: float | Schedule | None = None,
         ent_coef: float = 0.01,
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
+        target_kl: float | None = None,
         ext_coef: float = 2.0,
         int_coef: float = 1.0,
         int_episodic: bool = False,
@@ -126,13 +134,18 @@ class PPO(OnPolicyAlgorithm):
         seed: int | None = None,
         verbose: int = 1,
         flush_denormals: bool = True,
+        stats_window_size: int = 100,
         _spaces: tuple[spaces.Space, spaces.Space] | None = None,
     ) -> None:
         if batch_size < 1 or n_epochs < 1:
             raise ValueError(f"batch_size and n_epochs must be >= 1, got {batch_size} and {n_epochs}")
+        if target_kl is not None and not target_kl > 0:
+            raise ValueError(f"target_kl must be > 0 or None, got {target_kl!r}")
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.clip_range = as_schedule(clip_range)
+        self.clip_range_vf = None if clip_range_vf is None else as_schedule(clip_range_vf)
+        self.target_kl = target_kl
         self.ent_coef, self.vf_coef, self.max_grad_norm = ent_coef, vf_coef, max_grad_norm
         self.normalize_advantage = normalize_advantage
         hyperparams = {
@@ -146,9 +159,11 @@ class PPO(OnPolicyAlgorithm):
             "gamma_int": gamma_int,
             "gae_lambda": gae_lambda,
             "clip_range": clip_range,
+            "clip_range_vf": clip_range_vf,
             "ent_coef": ent_coef,
             "vf_coef": vf_coef,
             "max_grad_norm": max_grad_norm,
+            "target_kl": target_kl,
             "ext_coef": ext_coef,
             "int_coef": int_coef,
             "int_episodic": int_episodic,
@@ -160,6 +175,7 @@ class PPO(OnPolicyAlgorithm):
             "seed": seed,
             "verbose": verbose,
             "flush_denormals": flush_denormals,
+            "stats_window_size": stats_window_size,
         }
         super().__init__(
             policy,
@@ -184,6 +200,7 @@ class PPO(OnPolicyAlgorithm):
             verbose=verbose,
             hyperparams=hyperparams,
             flush_denormals=flush_denormals,
+            stats_window_size=stats_window_size,
             _spaces=_spaces,
         )
 
@@ -211,20 +228,32 @@ class PPO(OnPolicyAlgorithm):
         use_int = self.intrinsic is not None
         advantages = buf.combined_advantages(self.ext_coef, self.int_coef, use_int)
         clip = self.clip_range(self.progress_remaining)
+        clip_vf = None if self.clip_range_vf is None else self.clip_range_vf(self.progress_remaining)
         params = list(self.policy.parameters())
         self.policy.train(True)
         # Per-minibatch statistics stay on the device and are read once per update: a float() per value
         # would wait on the device after every minibatch.
         stat_rows: list[torch.Tensor] = []
-        for _ in range(self.n_epochs):
+        stopped_at_epoch = None
+        for epoch in range(self.n_epochs):
+            if stopped_at_epoch is not None:
+                break
             for batch in self._minibatches(advantages):
                 logits, v_ext, v_int = self._evaluate(batch)
+                if clip_vf is not None:  # Stable-Baselines3's value clipping, on each head
+                    v_ext = batch.old_values_ext + (v_ext - batch.old_values_ext).clamp(-clip_vf, clip_vf)
+                    v_int = batch.old_values_int + (v_int - batch.old_values_int).clamp(-clip_vf, clip_vf)
                 # Flat minibatches hold valid samples only; sequence minibatches mask their autoreset steps.
                 mask = None if batch.all_valid else batch.valid.float()
                 log_probs, entropies = log_prob_entropy(logits, batch.actions)
                 adv = normalize_advantages(batch.advantages, mask) if self.normalize_advantage else batch.advantages
                 log_ratio = log_probs - batch.old_log_probs
                 ratio = log_ratio.exp()
+                with torch.no_grad():
+                    kl = _masked_mean((ratio - 1) - log_ratio, mask)
+                if self.target_kl is not None and float(kl) > 1.5 * self.target_kl:
+                    stopped_at_epoch = epoch  # before this minibatch's step, as Stable-Baselines3
+                    break
                 pg_loss = _masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)), mask)
                 v_ext_loss = 0.5 * _masked_mean((v_ext - batch.returns_ext) ** 2, mask)
                 entropy = _masked_mean(entropies, mask)
@@ -240,9 +269,12 @@ class PPO(OnPolicyAlgorithm):
                 torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 with torch.no_grad():
-                    kl = _masked_mean((ratio - 1) - log_ratio, mask)
                     clipfrac = _masked_mean(((ratio - 1).abs() > clip).float(), mask)
                     stat_rows.append(torch.stack([pg_loss, v_ext_loss, v_int_loss, entropy, kl, clipfrac, loss]))
+        if self.target_kl is not None:
+            self._record("train/early_stop_epoch", -1 if stopped_at_epoch is None else stopped_at_epoch)
+        if not stat_rows:  # the first minibatch already exceeded target_kl: no step was taken
+            return
         stats = dict(zip(STAT_KEYS, torch.stack(stat_rows).mean(0).tolist(), strict=True))
         valid = buf.valid
         self._record("train/policy_loss", stats["pg"])
