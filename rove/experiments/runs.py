@@ -258,7 +258,8 @@ def build_agent(spec: RunSpec, run_dir: str | Path | None, verbose: int = 0) -> 
 
 
 def resume_agent(spec: RunSpec, run_dir: Path, verbose: int = 0) -> Any:
-    """The agent of ``run_dir``'s last checkpoint, on fresh envs, logging on into the same folder."""
+    """The agent of ``run_dir``'s last checkpoint, logging on into the same folder; the checkpoint puts the
+    envs built from ``spec`` back into the episodes it was in (Rove ids; other envs start fresh episodes)."""
     from rove.agents import PPO
 
     return PPO.load(

@@ -93,7 +93,9 @@ def _to_device(value: Any, device: torch.device) -> Any:
         return {k: _to_device(v, device) for k, v in value.items()}
     if hasattr(value, "__dict__") and type(value).__module__.startswith("rove."):
         for attr, item in vars(value).items():
-            setattr(value, attr, _to_device(item, device))
+            moved = _to_device(item, device)
+            if moved is not item:  # object.__setattr__: frozen dataclasses (schedules) hold no tensors anyway
+                object.__setattr__(value, attr, moved)
     return value
 
 
