@@ -22,17 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# The README's "run" command. DoorKey-6x6: the reward waits behind a locked door whose key must be found
-# first. Measured here (seed 0, 100k steps): plain PPO with these settings ends at 0% success, PPO + this
-# episodic count bonus at 100% (first solved around 30k steps); see experiments/results/minigrid.md.
-DEFAULT_TRAIN: dict[str, Any] = {
-    "env_id": "Rove/MiniGrid-DoorKey-6x6-v0",
-    "intrinsic": ("count",),
-    "intrinsic_kwargs": {"mode": "episodic", "coef": 0.05},
-    "total_timesteps": 100_000,
-    "n_envs": 8,
-    "agent_kwargs": {"n_steps": 64, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99},
-}
+from rove.experiments.cli_tools import finish_parser, prepare
+from rove.experiments.hyperparams import default_train, tuned
+
+# The README's "run" command: the tuned settings of the default env in rove/experiments/hyperparams/ppo.toml
+# (DoorKey-6x6 with an episodic count bonus; measured there and in experiments/results/minigrid.md).
+DEFAULT_TRAIN: dict[str, Any] = default_train()
 BENCHES = ("envs", "intrinsic", "agents", "llm")
 
 
@@ -119,26 +114,30 @@ def _train_spec(args: argparse.Namespace) -> Any:
     from rove.experiments.runs import RunSpec
 
     intrinsic = parse_intrinsic(args.intrinsic)
-    use_default = args.env is None
-    base: dict[str, Any] = dict(DEFAULT_TRAIN) if use_default else {"env_id": _env_id(args.env)}
-    if intrinsic is not None and intrinsic != base.get("intrinsic", ()):
-        base["intrinsic"] = intrinsic
-        base.pop("intrinsic_kwargs", None)  # the default's options belong to the default's module
-    intrinsic_kwargs = {**base.get("intrinsic_kwargs", {}), **parse_kwargs(args.intrinsic_kwargs, "--intrinsic-kwargs")}
-    agent_kwargs = {**base.get("agent_kwargs", {}), **parse_kwargs(args.agent_kwargs, "--agent-kwargs")}
+    env_id = _env_id(args.env) if args.env is not None else DEFAULT_TRAIN["env_id"]
+    try:
+        settings = tuned(env_id)  # naming the default env is the same run as naming none
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    if intrinsic is None:
+        intrinsic = settings.intrinsic
+    intrinsic_kwargs = {**settings.module_kwargs(intrinsic), **parse_kwargs(args.intrinsic_kwargs, "--intrinsic-kwargs")}
+    agent_kwargs = {**settings.agent, **parse_kwargs(args.agent_kwargs, "--agent-kwargs")}
+    env_kwargs = {**settings.env_kwargs, **parse_kwargs(args.env_kwargs, "--env-kwargs")}
     for key in ("n_steps", "batch_size"):
         if getattr(args, key) is not None:
             agent_kwargs[key] = getattr(args, key)
     try:
         return RunSpec(
-            env_id=base["env_id"],
-            intrinsic=base.get("intrinsic", ()),
+            env_id=env_id,
+            intrinsic=intrinsic,
             seed=args.seed,
-            total_timesteps=args.steps if args.steps is not None else base.get("total_timesteps", 100_000),
+            total_timesteps=args.steps if args.steps is not None else settings.total_timesteps,
             agent=args.agent,
-            n_envs=args.n_envs if args.n_envs is not None else base.get("n_envs", 8),
+            n_envs=args.n_envs if args.n_envs is not None else settings.n_envs,
             intrinsic_kwargs=intrinsic_kwargs,
             agent_kwargs=agent_kwargs,
+            env_kwargs=env_kwargs,
             device=args.device,
             label=args.label,
         )
@@ -148,11 +147,13 @@ def _train_spec(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rove.experiments.report import group_runs, plot_curves
+    from rove.experiments.env_options import check_env_kwargs
     from rove.experiments.runs import intrinsic_arguments, load_run, train_run
 
     spec = _train_spec(args)
     try:
         intrinsic_arguments(spec.intrinsic, spec.intrinsic_kwargs)
+        check_env_kwargs(spec.env_id, spec.env_kwargs)
     except ValueError as err:
         raise CLIError(str(err)) from err
     if args.env is None:
@@ -403,12 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="module options: JSON or key=value[,key=value]; with several modules, NAME.key=value per member",
     )
     p.add_argument("--agent-kwargs", action="append", metavar="KW", help="extra PPO options: JSON or key=value")
-    p.add_argument("--steps", type=int, default=None, help="env steps, summed over envs (default 100k)")
+    p.add_argument(
+        "--env-kwargs",
+        action="append",
+        metavar="KW",
+        help="options of every env and of the vector env: JSON or key=value (max_steps=500,"
+        " observation_keys=[...], mode=subprocess, step_in_main=true)",
+    )
+    p.add_argument("--steps", type=int, default=None, help="env steps, summed over envs (default: the env's tuned settings)")
     p.add_argument("--seed", type=int, default=0, help="seed of the agent and the envs")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1")
-    p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default 8)")
-    p.add_argument("--n-steps", type=int, default=None, help="rollout length per env (PPO n_steps)")
-    p.add_argument("--batch-size", type=int, default=None, help="PPO minibatch size")
+    p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: the env's tuned settings)")
+    p.add_argument("--n-steps", type=int, default=None, help="rollout length per env (PPO n_steps; default: tuned)")
+    p.add_argument("--batch-size", type=int, default=None, help="PPO minibatch size (default: tuned)")
     p.add_argument("--out", default="runs", help="parent folder of the new run folder {env}__{method}__{seed}__{time}")
     p.add_argument("--run-dir", default=None, help="exact run folder instead of a new one under --out")
     p.add_argument("--label", default=None, help="method name in the run folder's name (default: module names)")
@@ -469,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_llm_commands(sub)
+    finish_parser(parser, sub)
     return parser
 
 
@@ -480,7 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        prepare(args)
         return int(args.func(args) or 0)
+    except ImportError as err:
+        print(f"rove {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except CLIError as err:
         print(f"rove {args.command}: error: {err}", file=sys.stderr)
         return 2

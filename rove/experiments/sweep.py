@@ -19,6 +19,10 @@ A config (see ``experiments/configs/``)::
     [intrinsic_kwargs.rnd]                  # options of a module wherever it is used
     update_proportion = 0.25
 
+    [env_kwargs]                            # options of every env and of the vector env (rove.make_vec)
+    max_steps = 500
+    mode = "subprocess"                     # with step_in_main = true, as the README advises for NetHack
+
 Every run lands in ``<out>/{env}__{method}__{seed}__{time}`` (:mod:`rove.experiments.runs`), whichever
 launcher ran it, so ``rove report <out>`` reads both alike. Sweeps resume: a run whose finished folder
 (``result.json``, same spec) exists is skipped; a local run that was killed resumes in its folder from
@@ -52,6 +56,7 @@ _TOP_KEYS = {
     "device",
     "agent",
     "intrinsic_kwargs",
+    "env_kwargs",
     "out",
 }
 
@@ -79,6 +84,7 @@ class SweepConfig:
     agent: dict[str, Any] = field(default_factory=dict)
     intrinsic_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: str | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def specs(self) -> list[RunSpec]:
         """The grid, env-major then method then seed."""
@@ -100,6 +106,7 @@ class SweepConfig:
             n_envs=self.n_envs,
             intrinsic_kwargs=kwargs,
             agent_kwargs=dict(self.agent),
+            env_kwargs=dict(self.env_kwargs),
             device=self.device,
             label=None if method.label == default_label else method.label,
         )
@@ -158,6 +165,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SweepConfig
         agent=dict(data.get("agent", {})),
         intrinsic_kwargs={k: dict(v) for k, v in data.get("intrinsic_kwargs", {}).items()},
         out=data.get("out"),
+        env_kwargs=dict(data.get("env_kwargs", {})),
     )
 
 

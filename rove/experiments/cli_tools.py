@@ -1,0 +1,75 @@
+"""Pieces of the ``rove`` command that every subcommand shares: ``--version``, ``--import`` (plugins), defaults
+in every ``--help``, and the ``rove envs`` listing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+SUITE_TITLES = {"nethack": "NetHack", "crafter": "Crafter", "minigrid": "MiniGrid / BabyAI"}
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's ``ArgumentDefaultsHelpFormatter`` without the noise: the default is appended to options whose
+    default is a value (not None, not an off flag) and whose help does not state it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and default is not None
+            and default is not False
+            and default != argparse.SUPPRESS
+            and "%(default)" not in text
+            and "default" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    """``rove envs``: the registered ids, by suite."""
+    from rove.envs import rove_ids
+
+    suites = [args.suite] if args.suite else list(SUITE_TITLES)
+    for suite in suites:
+        ids = rove_ids(suite)
+        print(f"{SUITE_TITLES[suite]} ({len(ids)})")
+        for env_id in ids:
+            print(f"  {env_id}")
+    return 0
+
+
+def finish_parser(parser: argparse.ArgumentParser, sub: Any) -> None:
+    """Adds ``--version``, the ``envs`` subcommand, ``--import`` on every subcommand, and defaults in every
+    ``--help`` to the parser that ``rove.cli.build_parser`` built."""
+    import rove
+
+    parser.add_argument("--version", action="version", version=f"rove {rove.__version__}", help="print the version")
+    p = sub.add_parser("envs", help="list the registered env ids by suite")
+    p.add_argument("--suite", choices=list(SUITE_TITLES), default=None, help="only this suite (default: all)")
+    p.set_defaults(func=cmd_envs)
+    parser.formatter_class = DefaultsHelpFormatter
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsHelpFormatter
+        command.add_argument(
+            "--import",
+            dest="imports",
+            action="append",
+            default=[],
+            metavar="PATH_OR_MODULE",
+            help="import a .py file or module first (its @rove.intrinsic.register modules become usable);"
+            " repeatable. Installed packages' 'rove.intrinsic' entry points load without it",
+        )
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Runs before any subcommand: imports the plugins (``--import``, ``ROVE_IMPORT``, entry points).
+
+    Raises:
+        ImportError: A plugin that cannot be imported.
+    """
+    from rove.experiments.plugins import activate
+
+    activate(getattr(args, "imports", []) or [])
