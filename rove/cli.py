@@ -146,8 +146,8 @@ def _train_spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rove.experiments.report import group_runs, plot_curves
     from rove.experiments.env_options import check_env_kwargs
+    from rove.experiments.report import group_runs, plot_curves
     from rove.experiments.runs import intrinsic_arguments, load_run, train_run
 
     spec = _train_spec(args)
