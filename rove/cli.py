@@ -121,7 +121,10 @@ def _train_spec(args: argparse.Namespace) -> Any:
         raise CLIError(str(err)) from err
     if intrinsic is None:
         intrinsic = settings.intrinsic
-    intrinsic_kwargs = {**settings.module_kwargs(intrinsic), **parse_kwargs(args.intrinsic_kwargs, "--intrinsic-kwargs")}
+    intrinsic_kwargs = {
+        **settings.module_kwargs(intrinsic),
+        **parse_kwargs(args.intrinsic_kwargs, "--intrinsic-kwargs"),
+    }
     agent_kwargs = {**settings.agent, **parse_kwargs(args.agent_kwargs, "--agent-kwargs")}
     env_kwargs = {**settings.env_kwargs, **parse_kwargs(args.env_kwargs, "--env-kwargs")}
     for key in ("n_steps", "batch_size"):
@@ -411,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="options of every env and of the vector env: JSON or key=value (max_steps=500,"
         " observation_keys=[...], mode=subprocess, step_in_main=true)",
     )
-    p.add_argument("--steps", type=int, default=None, help="env steps, summed over envs (default: the env's tuned settings)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="env steps, summed over envs (default: the env's tuned settings)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the agent and the envs")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda, cuda:1")
     p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: the env's tuned settings)")
