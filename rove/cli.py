@@ -238,12 +238,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     import rove  # noqa: F401  (registers the Rove ids)
     from rove.agents import PPO
+    from rove.experiments.plugins import load_for_eval
 
     if args.episodes < 1:
         raise CLIError(f"--episodes must be >= 1, got {args.episodes}")
     torch.set_num_threads(args.threads)
     ckpt = _find_checkpoint(Path(args.path))
-    model = PPO.load(ckpt, device=args.device, verbose=0, run_dir=None)
+    try:
+        model = load_for_eval(PPO, ckpt, args.device)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
     env_id = args.env or model.env_id or _checkpoint_env_id(ckpt)
     if env_id is None:
         raise CLIError(f"{ckpt} does not record its env id: pass --env")

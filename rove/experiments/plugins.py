@@ -119,3 +119,25 @@ def recorded(run_dir: str | Path) -> dict[str, Any]:
     """``plugins.json`` of a run folder (``{}`` when it has none)."""
     path = Path(run_dir) / RECORD_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_for_eval(cls: Any, checkpoint: str | Path, device: str) -> Any:
+    """``cls.load(checkpoint)`` after importing the plugins its run folder recorded.
+
+    Raises:
+        ValueError: The checkpoint's intrinsic module is still unknown; the message says how to provide it.
+    """
+    checkpoint = Path(checkpoint)
+    imports = []
+    for folder in (checkpoint.parent.parent, checkpoint.parent):
+        imports += recorded(folder).get("imports", [])
+    activate(imports)
+    try:
+        return cls.load(checkpoint, device=device, verbose=0, run_dir=None)
+    except KeyError as err:
+        message = err.args[0] if err.args else str(err)
+        raise ValueError(
+            f"{checkpoint} was trained with an intrinsic module that is not registered here ({message}): pass "
+            f"--import PATH_OR_MODULE (the file or module that registers it), or install the package whose "
+            f"{ENTRY_POINT_GROUP!r} entry point provides it"
+        ) from None

@@ -293,6 +293,10 @@ def train_run(
         torch.set_num_threads(threads)
     path = Path(run_dir) if run_dir is not None else (resume and resumable_run(root, spec)) or new_run_dir(root, spec)
     path.mkdir(parents=True, exist_ok=True)
+    from rove.experiments import plugins
+
+    plugins.activate()  # a sweep worker or a SLURM job imports the plugins of the command that launched it
+    plugins.record(path)
     resuming = resume and (path / CHECKPOINT).is_file()
     if not resuming:
         write_json_atomic(path / SPEC_FILE, spec.to_dict())
