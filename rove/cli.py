@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rove.experiments.cli_tools import finish_parser, prepare
+from rove.experiments.cli_tools import finish_parser, prepare, run_tools
 from rove.experiments.hyperparams import default_train, tuned
 
 # The README's "run" command: the tuned settings of the default env in rove/experiments/hyperparams/ppo.toml
@@ -151,12 +151,14 @@ def _train_spec(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from rove.experiments.env_options import check_env_kwargs
     from rove.experiments.report import group_runs, plot_curves
+    from rove.experiments.run_tools import callbacks
     from rove.experiments.runs import intrinsic_arguments, load_run, train_run
 
     spec = _train_spec(args)
     try:
         intrinsic_arguments(spec.intrinsic, spec.intrinsic_kwargs)
         check_env_kwargs(spec.env_id, spec.env_kwargs)
+        tools = run_tools(args)
     except ValueError as err:
         raise CLIError(str(err)) from err
     if args.env is None:
@@ -171,6 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         progress_bar=not args.no_progress,
         threads=args.threads,
+        callbacks=callbacks(spec, tools),
     )
     run_dir = Path(result["run_dir"])
     groups, episodes_of = group_runs([load_run(run_dir)])

@@ -50,6 +50,7 @@ def finish_parser(parser: argparse.ArgumentParser, sub: Any) -> None:
     p = sub.add_parser("envs", help="list the registered env ids by suite")
     p.add_argument("--suite", choices=list(SUITE_TITLES), default=None, help="only this suite (default: all)")
     p.set_defaults(func=cmd_envs)
+    add_run_tool_options(sub.choices["train"])
     parser.formatter_class = DefaultsHelpFormatter
     for command in sub.choices.values():
         command.formatter_class = DefaultsHelpFormatter
@@ -73,3 +74,40 @@ def prepare(args: argparse.Namespace) -> None:
     from rove.experiments.plugins import activate
 
     activate(getattr(args, "imports", []) or [])
+
+
+def add_run_tool_options(p: argparse.ArgumentParser) -> None:
+    """``--eval-freq``, ``--eval-episodes`` and the W&B options (``rove train``)."""
+    from rove.agents.common.tracking import MODES
+
+    p.add_argument(
+        "--eval-freq", type=int, default=0, help="evaluate every N env steps on a separate env, greedy (0: off)"
+    )
+    p.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation")
+    p.add_argument("--track", action="store_true", help="log to Weights & Biases")
+    p.add_argument("--wandb-project", default="rove", help="W&B project")
+    p.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
+    p.add_argument("--wandb-name", default=None, help="W&B run name (default: the run folder's name)")
+    p.add_argument(
+        "--wandb-mode",
+        default=None,
+        choices=list(MODES),
+        help="online, offline or disabled (default: $WANDB_MODE, else online)",
+    )
+    p.add_argument("--wandb-group", default=None, help="W&B group (default: none)")
+
+
+def run_tools(args: argparse.Namespace) -> Any:
+    """The :class:`rove.experiments.run_tools.RunTools` of parsed ``rove train`` options."""
+    from rove.experiments.run_tools import RunTools
+
+    return RunTools(
+        eval_freq=args.eval_freq,
+        eval_episodes=args.eval_episodes,
+        track=args.track,
+        wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity,
+        wandb_name=args.wandb_name,
+        wandb_mode=args.wandb_mode,
+        wandb_group=args.wandb_group,
+    )

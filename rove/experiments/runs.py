@@ -274,6 +274,7 @@ def train_run(
     verbose: int = 0,
     progress_bar: bool = False,
     threads: int | None = 1,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Trains one run into a new folder under ``root`` (or into ``run_dir``) and returns its ``result.json``.
 
@@ -283,7 +284,7 @@ def train_run(
     continues up to ``spec.total_timesteps``. The envs restart from a fresh reset (their state is not saved).
 
     ``threads`` caps torch's intra-op threads (1 suits many runs sharing a machine; None leaves torch's
-    default).
+    default). ``callbacks`` are extra ``rove.agents`` callbacks (W&B tracking, periodic evaluation).
     """
     import torch
 
@@ -308,7 +309,12 @@ def train_run(
         if remaining > 0:
             # The callback rewrites last.pt after every update; keep_last=0 keeps none of its numbered copies.
             checkpoints = CheckpointCallback(spec.total_timesteps, save_path=path / CHECKPOINT.parent, keep_last=0)
-            model.learn(remaining, callback=checkpoints, progress_bar=progress_bar, reset_num_timesteps=not resuming)
+            model.learn(
+                remaining,
+                callback=[checkpoints, *callbacks],
+                progress_bar=progress_bar,
+                reset_num_timesteps=not resuming,
+            )
         model.save(path / CHECKPOINT)
     finally:
         model.close()
