@@ -33,6 +33,7 @@ from rove.agents.common.logger import (
     flatten_episode_info,
     to_jsonable,
 )
+from rove.agents.common.suite_metrics import progress_postfix, suite_metrics
 from rove.agents.common.utils import (
     Schedule,
     as_schedule,
@@ -375,6 +376,7 @@ class OnPolicyAlgorithm:
             callback.on_update_end()
             self.rollout_buffer.start_next()
             if pbar is not None:
+                pbar.set_postfix_str(progress_postfix(self.ep_info_buffer), refresh=False)
                 pbar.update(self.num_timesteps - before)
         if pbar is not None:
             pbar.close()
@@ -546,6 +548,7 @@ class OnPolicyAlgorithm:
             successes = [float(e["success"]) for e in episodes if isinstance(e.get("success"), (bool, int, float))]
             if successes:
                 self._record("rollout/success_rate", float(np.mean(successes)))
+            self.logger.record_dict(suite_metrics(episodes))
         self._record("time/sps", sps)
         self._record("time/total_timesteps", self.num_timesteps)
         self._record("time/updates", self.num_updates)
