@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rove.experiments.cli_tools import finish_parser, prepare, run_tools
+from rove.experiments.cli_tools import figure_style, finish_parser, prepare, run_tools
 from rove.experiments.hyperparams import default_train, tuned
 
 # The README's "run" command: the tuned settings of the default env in rove/experiments/hyperparams/ppo.toml
@@ -345,14 +345,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     try:
         out = write_report(
-            args.runs_dir, args.out, bins=args.bins, budget=args.budget, include_unfinished=args.include_unfinished
+            args.runs_dir,
+            args.out,
+            bins=args.bins,
+            budget=args.budget,
+            include_unfinished=args.include_unfinished,
+            style=figure_style(args),
         )
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from err
     print(out["markdown"].read_text())
     print(f"wrote {out['markdown']}, {out['csv']}, {out['runs_csv']}")
-    for png in out["pngs"]:
+    for png in out["figures"]:
         print(f"wrote {png}")
+    for warning in out["warnings"]:
+        print(f"rove report: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -51,6 +51,7 @@ def finish_parser(parser: argparse.ArgumentParser, sub: Any) -> None:
     p.add_argument("--suite", choices=list(SUITE_TITLES), default=None, help="only this suite (default: all)")
     p.set_defaults(func=cmd_envs)
     add_run_tool_options(sub.choices["train"])
+    add_report_options(sub.choices["report"])
     parser.formatter_class = DefaultsHelpFormatter
     for command in sub.choices.values():
         command.formatter_class = DefaultsHelpFormatter
@@ -111,3 +112,40 @@ def run_tools(args: argparse.Namespace) -> Any:
         wandb_mode=args.wandb_mode,
         wandb_group=args.wandb_group,
     )
+
+
+def add_report_options(p: argparse.ArgumentParser) -> None:
+    """Figure options of ``rove report``."""
+    from rove.experiments.figures import FORMATS
+
+    p.add_argument("--formats", default=",".join(FORMATS), help="figure files, comma-separated (png, pdf, svg)")
+    p.add_argument(
+        "--labels",
+        action="append",
+        metavar="METHOD=LABEL",
+        help="method names in tables and legends, e.g. 'none=PPO,count=PPO + counts' (default: the method names)",
+    )
+    p.add_argument("--order", default=None, help="methods in this order, comma-separated (default: alphabetical)")
+    p.add_argument("--smooth", type=int, default=1, help="trailing moving average over this many bins (1: none)")
+
+
+def figure_style(args: argparse.Namespace) -> Any:
+    """The :class:`rove.experiments.figures.FigureStyle` of parsed ``rove report`` options.
+
+    Raises:
+        ValueError: A malformed ``--labels`` entry or a bad format.
+    """
+    from rove.experiments.figures import FigureStyle
+
+    labels: dict[str, str] = {}
+    for item in args.labels or []:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ValueError(f"--labels: expected METHOD=LABEL, got {part!r}")
+            method, label = part.split("=", 1)
+            labels[method.strip()] = label.strip()
+    order = tuple(m.strip() for m in (args.order or "").split(",") if m.strip())
+    formats = tuple(f.strip().lower().lstrip(".") for f in args.formats.split(",") if f.strip())
+    return FigureStyle(formats=formats, labels=labels, order=order, smooth=args.smooth)
