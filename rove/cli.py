@@ -241,7 +241,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     import rove  # noqa: F401  (registers the Rove ids)
     from rove.agents import PPO
+    from rove.experiments.env_options import run_env_kwargs
     from rove.experiments.plugins import load_for_eval
+    from rove.experiments.tty_gif import FrameSource
 
     if args.episodes < 1:
         raise CLIError(f"--episodes must be >= 1, got {args.episodes}")
@@ -256,10 +258,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"{ckpt} does not record its env id: pass --env")
     env_id = _env_id(env_id)
     render_mode = "rgb_array" if args.gif else None
+    env_kwargs = run_env_kwargs(ckpt)  # the options the run trained with (observation keys, step limit)
     try:
-        env = gym.make(env_id, render_mode=render_mode) if render_mode else gym.make(env_id)
+        source = FrameSource.make(env_id, env_kwargs) if render_mode else None
+        env = source.env if source is not None else gym.make(env_id, **env_kwargs)
     except (ValueError, TypeError) as err:
-        raise CLIError(f"{env_id} cannot render RGB frames for --gif ({err})") from err
+        raise CLIError(f"{env_id} cannot render frames for --gif ({err})") from err
     frames: list[Any] = []
     episodes: list[dict[str, Any]] = []
     for i in range(args.episodes):
@@ -268,16 +272,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         total, length = 0.0, 0
         info: dict[str, Any] = {}
         while True:
-            if render_mode and i < args.gif_episodes:
-                frames.append(np.asarray(env.render()))
+            if source is not None and i < args.gif_episodes:
+                frames.append(source.frame(obs))
             action, state = model.predict(obs, state, start, deterministic=args.deterministic)
             start = np.zeros(1, dtype=bool)
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             length += 1
             if terminated or truncated:
-                if render_mode and i < args.gif_episodes:
-                    frames.append(np.asarray(env.render()))
+                if source is not None and i < args.gif_episodes:
+                    frames.append(source.frame(obs))
                 break
         record: dict[str, Any] = {"return": total, "length": length}
         for key, value in (info.get("episode") or {}).items():

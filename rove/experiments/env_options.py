@@ -3,7 +3,9 @@ and an early check so that a bad one fails before a run folder is made."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 # rove.make_vec's own options; every other key goes to gym.make for each env.
@@ -33,3 +35,13 @@ def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
     except (TypeError, ValueError) as err:
         raise ValueError(f"bad env option for {env_id} in {dict(kwargs)}: {err}") from err
     env.close()
+
+
+def run_env_kwargs(checkpoint: str | Path) -> dict[str, Any]:
+    """The env options (not the vector env's) of the run a checkpoint belongs to (its ``run.json``), else ``{}``."""
+    checkpoint = Path(checkpoint)
+    for folder in (checkpoint.parent.parent, checkpoint.parent):
+        spec = folder / "run.json"
+        if spec.is_file():
+            return env_only(json.loads(spec.read_text()).get("env_kwargs") or {})
+    return {}
