@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rove.experiments.cli_tools import figure_style, finish_parser, prepare, run_tools
+from rove.experiments.cli_tools import figure_style, finish_parser, prepare, run_tools, slurm_options
 from rove.experiments.hyperparams import default_train, tuned
 
 # The README's "run" command: the tuned settings of the default env in rove/experiments/hyperparams/ppo.toml
@@ -315,6 +315,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        slurm = slurm_options(args)
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from err
     except Exception as err:  # gymnasium's NameNotFound for a bad env id
@@ -337,6 +338,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         address=args.address,
         threads=args.threads,
         progress=not args.no_progress,
+        slurm=slurm,
     )
     ok = len(summary["results"]) - len(summary["failed"])
     print(f"{ok} runs finished, {len(summary['failed'])} failed, {len(summary['skipped'])} skipped -> {summary['out']}")
@@ -469,7 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a grid of envs x methods x seeds from a TOML config")
     p.add_argument("config", help="sweep config (e.g. experiments/configs/minigrid_hard.toml)")
-    p.add_argument("--launcher", choices=["local", "ray"], default="local", help="local processes or Ray tasks")
+    p.add_argument(
+        "--launcher",
+        choices=["local", "ray", "slurm"],
+        default="local",
+        help="local processes, Ray tasks, or SLURM jobs through submitit (--slurm-* options)",
+    )
     p.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://host:10001'); none: local Ray")
     p.add_argument("--workers", type=int, default=1, help="runs at a time (local processes / local Ray CPUs)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and Ray CPUs) per run")

@@ -52,6 +52,7 @@ def finish_parser(parser: argparse.ArgumentParser, sub: Any) -> None:
     p.set_defaults(func=cmd_envs)
     add_run_tool_options(sub.choices["train"])
     add_report_options(sub.choices["report"])
+    add_slurm_options(sub.choices["sweep"])
     parser.formatter_class = DefaultsHelpFormatter
     for command in sub.choices.values():
         command.formatter_class = DefaultsHelpFormatter
@@ -149,3 +150,46 @@ def figure_style(args: argparse.Namespace) -> Any:
     order = tuple(m.strip() for m in (args.order or "").split(",") if m.strip())
     formats = tuple(f.strip().lower().lstrip(".") for f in args.formats.split(",") if f.strip())
     return FigureStyle(formats=formats, labels=labels, order=order, smooth=args.smooth)
+
+
+def add_slurm_options(p: argparse.ArgumentParser) -> None:
+    """``rove sweep --launcher slurm`` resources (see :class:`rove.experiments.slurm.SlurmOptions`)."""
+    from rove.experiments.slurm import CLUSTERS
+
+    p.add_argument("--slurm-partition", default=None, help="SLURM partition (default: the cluster's default)")
+    p.add_argument(
+        "--slurm-time", type=int, default=240, help="minutes per job; a job that hits it requeues and resumes"
+    )
+    p.add_argument("--slurm-cpus", type=int, default=None, help="CPUs per job (default: --threads)")
+    p.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per job (with device = 'cuda' in the config)")
+    p.add_argument("--slurm-mem-gb", type=float, default=None, help="memory per job in GB (default: the partition's)")
+    p.add_argument("--slurm-parallelism", type=int, default=None, help="most jobs running at once (default: no cap)")
+    p.add_argument("--slurm-account", default=None, help="SLURM --account (default: none)")
+    p.add_argument("--slurm-qos", default=None, help="SLURM --qos (default: none)")
+    p.add_argument("--slurm-constraint", default=None, help="SLURM --constraint (default: none)")
+    p.add_argument("--slurm-folder", default=None, help="submitit logs and pickles (default: OUT/slurm)")
+    p.add_argument(
+        "--slurm-cluster",
+        default=None,
+        choices=list(CLUSTERS),
+        help="submitit backend (default: slurm where sbatch exists, else local processes)",
+    )
+
+
+def slurm_options(args: argparse.Namespace) -> Any:
+    """The :class:`rove.experiments.slurm.SlurmOptions` of parsed ``rove sweep`` options."""
+    from rove.experiments.slurm import SlurmOptions
+
+    return SlurmOptions(
+        partition=args.slurm_partition,
+        time_min=args.slurm_time,
+        cpus_per_task=args.slurm_cpus,
+        gpus_per_node=args.slurm_gpus,
+        mem_gb=args.slurm_mem_gb,
+        parallelism=args.slurm_parallelism,
+        folder=args.slurm_folder,
+        cluster=args.slurm_cluster,
+        account=args.slurm_account,
+        qos=args.slurm_qos,
+        constraint=args.slurm_constraint,
+    )

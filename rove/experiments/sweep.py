@@ -45,7 +45,7 @@ from typing import Any
 
 from rove.experiments.runs import RunSpec, finished_run, train_run, write_json_atomic
 
-LAUNCHERS = ("local", "ray")
+LAUNCHERS = ("local", "ray", "slurm")
 _TOP_KEYS = {
     "name",
     "envs",
@@ -357,8 +357,11 @@ def run_sweep(
     threads: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    slurm: Any = None,
 ) -> dict[str, Any]:
     """Runs the runs of ``config`` not finished yet under ``out`` (default ``config.out`` or ``runs/<name>``).
+
+    ``slurm`` (a :class:`rove.experiments.slurm.SlurmOptions`) sets the jobs' resources of ``launcher="slurm"``.
 
     Returns:
         ``{"out": Path, "skipped": [paths], "results": [...], "failed": [...]}``.
@@ -376,6 +379,10 @@ def run_sweep(
     )
     if launcher == "local":
         results = run_local(todo, root, workers=workers, threads=threads, progress=progress)
+    elif launcher == "slurm":
+        from rove.experiments.slurm import run_slurm
+
+        results = run_slurm(todo, root, slurm, threads=threads, progress=progress)
     else:
         results = run_ray(todo, root, address=address, workers=workers, threads=threads, progress=progress)
     failed = [r for r in results if "error" in r]
