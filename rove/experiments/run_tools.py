@@ -93,3 +93,36 @@ def callbacks(spec: Any, tools: RunTools) -> list[Any]:
         )
         out.append(WandbCallback(options, extra_config={"spec": spec.to_dict()}))
     return out
+
+
+EVAL_KEYS = {"freq": "eval_freq", "episodes": "eval_episodes"}
+TRACK_KEYS = {"project": "wandb_project", "entity": "wandb_entity", "mode": "wandb_mode", "group": "wandb_group"}
+
+
+def tools_from_config(data: Mapping[str, Any], name: str, source: str = "config") -> RunTools:
+    """A sweep config's ``[eval]`` (``freq``, ``episodes``) and ``[track]`` (``project``, ``entity``, ``mode``,
+    ``group``; the group defaults to the sweep's ``name``) as :class:`RunTools`.
+
+    Raises:
+        ValueError: An unknown key (the message lists the valid ones) or a bad value.
+    """
+    out: dict[str, Any] = {}
+    for table, keys in (("eval", EVAL_KEYS), ("track", TRACK_KEYS)):
+        if table not in data:
+            continue
+        entry = data[table]
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{source}: [{table}] must be a table, got {entry!r}")
+        unknown = set(entry) - set(keys)
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {sorted(unknown)} in [{table}]; valid: {sorted(keys)}")
+        out.update({keys[k]: v for k, v in entry.items()})
+    if "track" in data:
+        out["track"] = True
+        out.setdefault("wandb_group", name)
+    if "eval" in data and "eval_freq" not in out:
+        raise ValueError(f"{source}: [eval] needs freq (env steps between evaluations)")
+    try:
+        return RunTools.from_dict(out)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: {err}") from err

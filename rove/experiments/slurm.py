@@ -89,20 +89,23 @@ class TrainJob:
     """A run as a submitit job: trains (resuming from the run's checkpoint when there is one) and, on a timeout
     or preemption, asks submitit to requeue itself (``submitit.helpers.Checkpointable``'s protocol)."""
 
-    def __init__(self, spec: dict[str, Any], root: str, threads: int) -> None:
-        self.spec, self.root, self.threads = spec, root, threads
+    def __init__(self, spec: dict[str, Any], root: str, threads: int, tools: dict[str, Any] | None = None) -> None:
+        self.spec, self.root, self.threads, self.tools = spec, root, threads, dict(tools or {})
 
     def __call__(self) -> dict[str, Any]:
+        from rove.experiments.run_tools import RunTools, callbacks
+
         spec = RunSpec.from_dict(self.spec)
         try:
-            return train_run(spec, self.root, threads=self.threads, resume=True)
+            extra = callbacks(spec, RunTools.from_dict(self.tools))
+            return train_run(spec, self.root, threads=self.threads, resume=True, callbacks=extra)
         except Exception:
             return {"error": traceback.format_exc(), "method": spec.method, "env_id": spec.env_id, "seed": spec.seed}
 
     def checkpoint(self) -> Any:
         import submitit
 
-        return submitit.helpers.DelayedSubmission(TrainJob(self.spec, self.root, self.threads))
+        return submitit.helpers.DelayedSubmission(TrainJob(self.spec, self.root, self.threads, self.tools))
 
 
 def run_slurm(
@@ -112,6 +115,7 @@ def run_slurm(
     threads: int = 1,
     progress: bool = True,
     poll_s: float = 0.5,
+    tools: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Submits ``specs`` as one job array and waits for every job; returns their results (a failed run's holds
     ``"error"``), as the other launchers do."""
@@ -123,7 +127,7 @@ def run_slurm(
         return []
     executor = options.executor(root, threads)
     with executor.batch():
-        jobs = [executor.submit(TrainJob(s.to_dict(), str(root), threads)) for s in specs]
+        jobs = [executor.submit(TrainJob(s.to_dict(), str(root), threads, tools)) for s in specs]
     bar = _progress(len(jobs), progress, f"sweep ({executor.cluster})")
     results: list[dict[str, Any]] = []
     pending = list(zip(jobs, specs, strict=True))

@@ -19,6 +19,13 @@ A config (see ``experiments/configs/``)::
     [intrinsic_kwargs.rnd]                  # options of a module wherever it is used
     update_proportion = 0.25
 
+    [eval]                                  # greedy evaluation every `freq` steps (evaluations.jsonl)
+    freq = 50_000
+    episodes = 10
+
+    [track]                                 # Weights & Biases (project, entity, mode, group = the name)
+    project = "rove"
+
     [env_kwargs]                            # options of every env and of the vector env (rove.make_vec)
     max_steps = 500
     mode = "subprocess"                     # with step_in_main = true, as the README advises for NetHack
@@ -43,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rove.experiments.run_tools import RunTools, callbacks, tools_from_config
 from rove.experiments.runs import RunSpec, finished_run, train_run, write_json_atomic
 
 LAUNCHERS = ("local", "ray", "slurm")
@@ -57,6 +65,8 @@ _TOP_KEYS = {
     "agent",
     "intrinsic_kwargs",
     "env_kwargs",
+    "eval",
+    "track",
     "out",
 }
 
@@ -85,6 +95,7 @@ class SweepConfig:
     intrinsic_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: str | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, Any] = field(default_factory=dict)  # rove.experiments.run_tools.RunTools of every run
 
     def specs(self) -> list[RunSpec]:
         """The grid, env-major then method then seed."""
@@ -166,6 +177,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SweepConfig
         intrinsic_kwargs={k: dict(v) for k, v in data.get("intrinsic_kwargs", {}).items()},
         out=data.get("out"),
         env_kwargs=dict(data.get("env_kwargs", {})),
+        tools=tools_from_config(data, str(data.get("name", Path(source).stem)), source).to_dict(),
     )
 
 
@@ -198,11 +210,14 @@ def plan(specs: Sequence[RunSpec], root: str | Path) -> tuple[list[RunSpec], lis
     return todo, done
 
 
-def _local_worker(spec_dict: dict[str, Any], root: str, threads: int) -> dict[str, Any]:
+def _local_worker(
+    spec_dict: dict[str, Any], root: str, threads: int, tools: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Process-pool entry point: never raises, so one failed run does not stop the sweep."""
     spec = RunSpec.from_dict(spec_dict)
     try:
-        return train_run(spec, root, threads=threads, resume=True)
+        extra = callbacks(spec, RunTools.from_dict(tools or {}))
+        return train_run(spec, root, threads=threads, resume=True, callbacks=extra)
     except Exception:
         return {"error": traceback.format_exc(), "method": spec.method, "env_id": spec.env_id, "seed": spec.seed}
 
@@ -214,7 +229,12 @@ def _progress(total: int, show: bool, desc: str) -> Any:
 
 
 def run_local(
-    specs: Sequence[RunSpec], root: str | Path, workers: int = 1, threads: int = 1, progress: bool = True
+    specs: Sequence[RunSpec],
+    root: str | Path,
+    workers: int = 1,
+    threads: int = 1,
+    progress: bool = True,
+    tools: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs ``specs`` in ``workers`` fresh processes (spawned, one run per process) and returns their results.
 
@@ -233,7 +253,7 @@ def run_local(
     # A fresh process per run (3.11+): no state (torch threads, module caches) leaks from one run to the next.
     fresh: dict[str, Any] = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
     with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=context, **fresh) as pool:  # type: ignore[call-overload]
-        futures = [pool.submit(_local_worker, s.to_dict(), str(root), threads) for s in specs]
+        futures = [pool.submit(_local_worker, s.to_dict(), str(root), threads, tools) for s in specs]
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
@@ -250,13 +270,15 @@ def _describe(result: Mapping[str, Any]) -> str:
     return f"{name}: return {result.get('final_return', float('nan')):.3g}"
 
 
-def _ray_train(spec_dict: dict[str, Any], threads: int) -> tuple[dict[str, Any], bytes]:
+def _ray_train(
+    spec_dict: dict[str, Any], threads: int, tools: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], bytes]:
     """Ray task: trains in a temporary folder on whichever node runs it and returns the run folder as a
     gzipped tar, so results land on the driver's disk without a shared filesystem."""
     spec = RunSpec.from_dict(spec_dict)
     with tempfile.TemporaryDirectory(prefix="rove-ray-") as tmp:
         try:
-            result = train_run(spec, tmp, threads=threads)
+            result = train_run(spec, tmp, threads=threads, callbacks=callbacks(spec, RunTools.from_dict(tools or {})))
         except Exception:
             return {
                 "error": traceback.format_exc(),
@@ -296,6 +318,7 @@ def run_ray(
     threads: int = 1,
     progress: bool = True,
     num_gpus_per_run: float = 0.0,
+    tools: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs ``specs`` as Ray tasks (one per run, ``num_cpus=threads``) and unpacks each run folder under ``root``.
 
@@ -329,7 +352,7 @@ def run_ray(
         bar = _progress(len(queue), progress, "sweep (ray)")
         while queue or in_flight:
             while queue and len(in_flight) < limit:
-                in_flight.append(task.remote(queue.pop(0), threads))
+                in_flight.append(task.remote(queue.pop(0), threads, tools))
             ready, in_flight = ray.wait(in_flight, num_returns=1)
             try:
                 result, blob = ray.get(ready[0])
@@ -378,13 +401,15 @@ def run_sweep(
         {"name": config.name, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": [s.to_dict() for s in specs]},
     )
     if launcher == "local":
-        results = run_local(todo, root, workers=workers, threads=threads, progress=progress)
+        results = run_local(todo, root, workers=workers, threads=threads, progress=progress, tools=config.tools)
     elif launcher == "slurm":
         from rove.experiments.slurm import run_slurm
 
-        results = run_slurm(todo, root, slurm, threads=threads, progress=progress)
+        results = run_slurm(todo, root, slurm, threads=threads, progress=progress, tools=config.tools)
     else:
-        results = run_ray(todo, root, address=address, workers=workers, threads=threads, progress=progress)
+        results = run_ray(
+            todo, root, address=address, workers=workers, threads=threads, progress=progress, tools=config.tools
+        )
     failed = [r for r in results if "error" in r]
     for r in failed:
         log(f"run {r.get('env_id')} {r.get('method')} seed {r.get('seed')} failed:\n{r['error']}")

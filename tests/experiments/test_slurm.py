@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rove.cli import main
-from rove.experiments.runs import RunSpec
+from rove.experiments.runs import RunSpec, read_jsonl
 from rove.experiments.slurm import SlurmOptions, TrainJob
 
 CONFIG = """
@@ -25,6 +25,9 @@ device = "cpu"
 n_steps = 32
 batch_size = 64
 n_epochs = 1
+[eval]
+freq = 64
+episodes = 1
 """
 
 
@@ -39,6 +42,7 @@ def test_a_sweep_through_submitits_local_executor(tmp_path: Path, capsys: pytest
     for run in runs:
         result = json.loads((run / "result.json").read_text())
         assert result["total_timesteps"] == 64
+        assert [e["step"] for e in read_jsonl(run / "evaluations.jsonl")] == [64]  # [eval] reached the job
     logs = list((out / "slurm").glob("*_log.out"))
     assert len(logs) == 1  # one job per run, with its log in the sweep's folder
     capsys.readouterr()
@@ -84,3 +88,16 @@ def test_bad_slurm_options_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFi
     config.write_text(CONFIG)
     assert main(["sweep", str(config), "--launcher", "slurm", "--slurm-time", "0"]) == 2
     assert "time_min must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_eval_and_track_tables_of_a_sweep_config() -> None:
+    from rove.experiments.sweep import parse_config
+
+    base = {"envs": ["Rove/MiniGrid-Empty-5x5-v0"], "methods": ["none"], "seeds": 1, "total_timesteps": 64}
+    config = parse_config({**base, "name": "s", "eval": {"freq": 100, "episodes": 3}, "track": {"mode": "offline"}})
+    assert config.tools["eval_freq"] == 100 and config.tools["eval_episodes"] == 3
+    assert config.tools["track"] and config.tools["wandb_mode"] == "offline" and config.tools["wandb_group"] == "s"
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['every'\] in \[eval\]; valid: \['episodes', 'freq'\]"):
+        parse_config({**base, "eval": {"every": 100}})
+    with pytest.raises(ValueError, match="unknown W&B mode 'offlin'"):
+        parse_config({**base, "track": {"mode": "offlin"}})
