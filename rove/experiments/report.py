@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,11 +206,11 @@ def eval_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def _panels(groups: Sequence[Group], episodes_of: Mapping[Path, list[dict[str, Any]]]) -> list[Panel]:
     runs = [r for g in groups for r in g.runs]
     head = [e for r in runs for e in episodes_of[r.path][:50]]
-    panels = [
-        Panel(title, lambda run, edges, key=key: learning_curve(episodes_of[run.path], key, edges))
-        for key, title in CURVE_KEYS
-        if any(key in e for e in head)
-    ]
+
+    def training(key: str) -> Callable[[Run, np.ndarray], np.ndarray]:
+        return lambda run, edges: learning_curve(episodes_of[run.path], key, edges)
+
+    panels = [Panel(title, training(key)) for key, title in CURVE_KEYS if any(key in e for e in head)]
     if any(isinstance(e.get("achievements"), Mapping) for e in head):
         panels.append(Panel("Crafter score (%)", lambda run, edges: crafter_score_curve(episodes_of[run.path], edges)))
     evals = {r.path: [{**e, "return": e["mean_return"]} for e in evaluations(r)] for r in runs}

@@ -47,8 +47,8 @@ def glyph_atlas() -> np.ndarray:
 
     font = ImageFont.load_default()
     printable = [chr(c) for c in range(32, 127)]
-    cell_w = max(math.ceil(font.getlength(ch)) for ch in printable)  # the advance: a terminal's cell width
-    cell_h = max(font.getbbox(ch)[3] for ch in printable) + 2
+    cell_w = int(max(math.ceil(font.getlength(ch)) for ch in printable))  # the advance: a terminal's cell width
+    cell_h = int(max(font.getbbox(ch)[3] for ch in printable)) + 2
     atlas = np.zeros((256, cell_h, cell_w), dtype=np.float32)
     for code in range(33, 127):
         image = Image.new("L", (cell_w, cell_h))

@@ -181,13 +181,14 @@ class EvalCallback(BaseCallback):
         with open(self.log_path / EVAL_JSONL, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         evals = self.evaluations
-        np.savez(
-            self.log_path / EVAL_NPZ,
-            timesteps=np.array([e["step"] for e in evals]),
-            results=np.array([e["returns"] for e in evals]),
-            ep_lengths=np.array([e["lengths"] for e in evals]),
-            **({"successes": np.array([e["successes"] for e in evals])} if all(e["successes"] for e in evals) else {}),
-        )
+        arrays: dict[str, np.ndarray] = {
+            "timesteps": np.array([e["step"] for e in evals]),
+            "results": np.array([e["returns"] for e in evals]),
+            "ep_lengths": np.array([e["lengths"] for e in evals]),
+        }
+        if all(e["successes"] for e in evals):
+            arrays["successes"] = np.array([e["successes"] for e in evals])
+        np.savez(self.log_path / EVAL_NPZ, **arrays)  # type: ignore[arg-type]
 
     def _on_training_end(self) -> None:
         if self.env is not None:
