@@ -79,6 +79,7 @@ def test_a_missing_plugin_file_is_a_clear_error(tmp_path: Path, clean_plugins: N
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the SLURM test (tests/experiments/test_slurm.py) covers a plugin in a fresh job process
 def test_sweep_workers_import_the_plugin(tmp_path: Path, clean_plugins: None) -> None:
     path = tmp_path / "sweep_bonus.py"
     path.write_text(MODULE.format(name="step_bonus_sweep"))

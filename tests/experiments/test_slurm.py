@@ -16,7 +16,7 @@ from rove.experiments.slurm import SlurmOptions, TrainJob
 CONFIG = """
 name = "tiny"
 envs = ["Rove/MiniGrid-Empty-5x5-v0"]
-methods = ["none"]
+methods = ["job_bonus"]
 seeds = 1
 total_timesteps = 64
 n_envs = 2
@@ -31,11 +31,32 @@ episodes = 1
 """
 
 
-def test_a_sweep_through_submitits_local_executor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+PLUGIN = """
+import rove.intrinsic as ri
+
+
+@ri.register("job_bonus")
+class JobBonus(ri.IntrinsicModule):
+    def _compute(self, rollout):
+        return 0.01 * rollout.valid.float().to(self.device)
+"""
+
+
+def test_a_sweep_through_submitits_local_executor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rove.experiments import plugins
+    from rove.intrinsic import registry
+
+    monkeypatch.delenv(plugins.ENV_VAR, raising=False)
+    monkeypatch.setattr(plugins, "_IMPORTED", {})
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    (tmp_path / "job_bonus.py").write_text(PLUGIN)  # a plugin outside the package: each job must import it
     config = tmp_path / "tiny.toml"
     config.write_text(CONFIG)
     out = tmp_path / "out"
     argv = ["sweep", str(config), "--launcher", "slurm", "--slurm-cluster", "local", "--out", str(out), "--no-progress"]
+    argv += ["--import", str(tmp_path / "job_bonus.py")]
     assert main(argv) == 0
     runs = sorted(p for p in out.iterdir() if p.name.startswith("MiniGrid"))
     assert [p.name.split("__")[2] for p in runs] == ["0"]
@@ -43,6 +64,7 @@ def test_a_sweep_through_submitits_local_executor(tmp_path: Path, capsys: pytest
         result = json.loads((run / "result.json").read_text())
         assert result["total_timesteps"] == 64
         assert [e["step"] for e in read_jsonl(run / "evaluations.jsonl")] == [64]  # [eval] reached the job
+        assert read_jsonl(run / "progress.jsonl")[-1]["intrinsic/job_bonus/reward_mean"] > 0  # and the plugin
     logs = list((out / "slurm").glob("*_log.out"))
     assert len(logs) == 1  # one job per run, with its log in the sweep's folder
     capsys.readouterr()
