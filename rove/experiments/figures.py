@@ -176,12 +176,12 @@ def plot_env(
     import matplotlib
 
     with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}):
-        fig, legend, warnings = draw_env(groups, panels, max_step, bins, style)
+        fig, _legend, warnings = draw_env(groups, panels, max_step, bins, style)
         path.parent.mkdir(parents=True, exist_ok=True)
         written = []
         for fmt in style.formats:
             target = path.with_suffix(f".{fmt}")
-            fig.savefig(target, dpi=style.dpi, bbox_inches="tight", bbox_extra_artists=[legend])
+            fig.savefig(target, dpi=style.dpi, bbox_inches="tight")  # the legend and title included
             written.append(target)
     import matplotlib.pyplot as plt
 
