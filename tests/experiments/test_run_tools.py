@@ -48,7 +48,11 @@ def wandb_history(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
         elif record.WhichOneof("record_type") == "run":
             config.update({i.key: json.loads(i.value_json) for i in record.run.config.update})
-            config["_run"] = {"project": record.run.project, "name": record.run.display_name}
+            config["_run"] = {
+                "project": record.run.project,
+                "entity": record.run.entity,
+                "name": record.run.display_name,
+            }
     return history, config
 
 
@@ -57,7 +61,23 @@ def test_eval_and_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     base = ["train", ENV, "--steps", "256", *TINY]
     assert main([*base, "--out", str(tmp_path / "plain")]) == 0
     tracked = [*base, "--out", str(tmp_path / "tracked"), "--eval-freq", "128", "--eval-episodes", "2"]
-    assert main([*tracked, "--track", "--wandb-mode", "offline", "--wandb-project", "p", "--wandb-name", "n"]) == 0
+    assert (
+        main(
+            [
+                *tracked,
+                "--track",
+                "--wandb-mode",
+                "offline",
+                "--wandb-project",
+                "p",
+                "--wandb-entity",
+                "lab",
+                "--wandb-name",
+                "n",
+            ]
+        )
+        == 0
+    )
     (plain,) = (tmp_path / "plain").iterdir()
     (run,) = (tmp_path / "tracked").iterdir()
 
@@ -88,7 +108,7 @@ def test_eval_and_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert by_step[e["step"]]["eval/mean_return"] == pytest.approx(e["mean_return"])
         assert by_step[e["step"]]["eval/success_rate"] == pytest.approx(e["success_rate"])
     assert config["env_id"] == f"Rove/{ENV}" and config["spec"]["total_timesteps"] == 256
-    assert config["_run"] == {"project": "p", "name": "n"}
+    assert config["_run"] == {"project": "p", "entity": "lab", "name": "n"}
     assert (run / "wandb_id").read_text().strip() == wandb_file.stem.removeprefix("run-")
 
 
