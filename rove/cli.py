@@ -22,17 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-# The README's "run" command. DoorKey-6x6: the reward waits behind a locked door whose key must be found
-# first. Measured here (seed 0, 100k steps): plain PPO with these settings ends at 0% success, PPO + this
-# episodic count bonus at 100% (first solved around 30k steps); see experiments/results/minigrid.md.
-DEFAULT_TRAIN: dict[str, Any] = {
-    "env_id": "Rove/MiniGrid-DoorKey-6x6-v0",
-    "intrinsic": ("count",),
-    "intrinsic_kwargs": {"mode": "episodic", "coef": 0.05},
-    "total_timesteps": 100_000,
-    "n_envs": 8,
-    "agent_kwargs": {"n_steps": 64, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99},
-}
+from rove.experiments.cli_tools import figure_style, finish_parser, prepare, run_tools, slurm_options
+from rove.experiments.hyperparams import default_train, tuned
+
+# The README's "run" command: the tuned settings of the default env in rove/experiments/hyperparams/ppo.toml
+# (DoorKey-6x6 with an episodic count bonus; measured there and in experiments/results/minigrid.md).
+DEFAULT_TRAIN: dict[str, Any] = default_train()
 BENCHES = ("envs", "intrinsic", "agents", "llm")
 
 
@@ -129,6 +124,7 @@ SPEC_OPTIONS = (
     ("--n-steps", "n_steps", "agent_kwargs.n_steps"),
     ("--batch-size", "batch_size", "agent_kwargs.batch_size"),
     ("--label", "label", "label"),
+    ("--env-kwargs", "env_kwargs", "env_kwargs"),
 )
 
 
@@ -169,27 +165,34 @@ def _train_spec(args: argparse.Namespace) -> Any:
     from rove.experiments.runs import RunSpec
 
     intrinsic = parse_intrinsic(args.intrinsic)
-    use_default = args.env is None
-    base: dict[str, Any] = dict(DEFAULT_TRAIN) if use_default else {"env_id": _env_id(args.env)}
-    if intrinsic is not None and intrinsic != base.get("intrinsic", ()):
-        base["intrinsic"] = intrinsic
-        base.pop("intrinsic_kwargs", None)  # the default's options belong to the default's module
-    intrinsic_kwargs = {**base.get("intrinsic_kwargs", {}), **parse_kwargs(args.intrinsic_kwargs, "--intrinsic-kwargs")}
-    agent_kwargs = {**base.get("agent_kwargs", {}), **parse_kwargs(args.agent_kwargs, "--agent-kwargs")}
+    env_id = _env_id(args.env) if args.env is not None else DEFAULT_TRAIN["env_id"]
+    try:
+        settings = tuned(env_id)  # naming the default env is the same run as naming none
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    if intrinsic is None:
+        intrinsic = settings.intrinsic
+    intrinsic_kwargs = {
+        **settings.module_kwargs(intrinsic),
+        **parse_kwargs(args.intrinsic_kwargs, "--intrinsic-kwargs"),
+    }
+    agent_kwargs = {**settings.agent, **parse_kwargs(args.agent_kwargs, "--agent-kwargs")}
+    env_kwargs = {**settings.env_kwargs, **parse_kwargs(args.env_kwargs, "--env-kwargs")}
     for key in ("n_steps", "batch_size"):
         if getattr(args, key) is not None:
             agent_kwargs[key] = getattr(args, key)
     steps = parse_steps_option(args.steps)
     try:
         return RunSpec(
-            env_id=base["env_id"],
-            intrinsic=base.get("intrinsic", ()),
+            env_id=env_id,
+            intrinsic=intrinsic,
             seed=args.seed if args.seed is not None else 0,
-            total_timesteps=steps if steps is not None else base.get("total_timesteps", 100_000),
+            total_timesteps=steps if steps is not None else settings.total_timesteps,
             agent=args.agent or "ppo",
-            n_envs=args.n_envs if args.n_envs is not None else base.get("n_envs", 8),
+            n_envs=args.n_envs if args.n_envs is not None else settings.n_envs,
             intrinsic_kwargs=intrinsic_kwargs,
             agent_kwargs=agent_kwargs,
+            env_kwargs=env_kwargs,
             device=args.device or "auto",
             label=args.label,
         )
@@ -288,7 +291,9 @@ def _resume_target(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rove.experiments.env_options import check_env_kwargs
     from rove.experiments.report import group_runs, plot_curves
+    from rove.experiments.run_tools import callbacks
     from rove.experiments.runs import SPEC_FILE, RunInterrupted, load_run, train_run
 
     run_dir: Path | None
@@ -307,6 +312,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             print("rove train: " + _describe_spec(spec))
     try:
+        check_env_kwargs(spec.env_id, spec.env_kwargs)
+        tools = run_tools(args)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    try:
         result = train_run(
             spec,
             args.out,
@@ -316,6 +326,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress_bar=not args.no_progress,
             threads=args.threads,
             log=lambda line: print(line, flush=True),
+            callbacks=callbacks(spec, tools),
         )
     except RunInterrupted as stop:
         saved = (
@@ -388,17 +399,6 @@ def _checkpoint_env_id(ckpt: Path) -> str | None:
     return torch.load(ckpt, map_location="cpu", weights_only=False).get("env_id")
 
 
-def _run_env_kwargs(ckpt: Path) -> dict[str, Any]:
-    """``env_kwargs`` of the run folder holding ``ckpt`` (its ``run.json``), else none."""
-    from rove.experiments.runs import SPEC_FILE
-
-    for folder in (ckpt.parent.parent, ckpt.parent):
-        if (folder / SPEC_FILE).is_file():
-            env_kwargs = json.loads((folder / SPEC_FILE).read_text()).get("env_kwargs") or {}
-            return dict(env_kwargs) if isinstance(env_kwargs, dict) else {}
-    return {}
-
-
 def _space_mismatch(model: Any, env: Any) -> str:
     """Which of the env's spaces differ from those the agent was built for ("" if none)."""
     from gymnasium import spaces
@@ -424,6 +424,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     import rove  # noqa: F401  (registers the Rove ids)
     from rove.agents import PPO
+    from rove.experiments.env_options import run_env_kwargs
+    from rove.experiments.plugins import load_for_eval
+    from rove.experiments.tty_gif import FrameSource
     from rove.experiments.validate import check_device
 
     if args.episodes < 1:
@@ -434,19 +437,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(str(err)) from None
     torch.set_num_threads(args.threads)
     ckpt = _find_checkpoint(Path(args.path))
-    model = PPO.load(ckpt, device=args.device, verbose=0, run_dir=None)
+    try:
+        model = load_for_eval(PPO, ckpt, args.device)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
     env_id = args.env or model.env_id or _checkpoint_env_id(ckpt)
     if env_id is None:
         raise CLIError(f"{ckpt} does not record its env id: pass --env")
     env_id = _env_id(env_id)
     trained_on = model.env_id or _checkpoint_env_id(ckpt)
     # The run's own env options (run.json's env_kwargs) apply when it is evaluated on its own env.
-    env_kwargs = _run_env_kwargs(ckpt) if trained_on is not None and _env_id(trained_on) == env_id else {}
+    # The run's own env options (observation keys, step limit) apply when it is evaluated on its own env.
+    env_kwargs = run_env_kwargs(ckpt) if trained_on is not None and _env_id(trained_on) == env_id else {}
     render_mode = "rgb_array" if args.gif else None
     try:
-        env = gym.make(env_id, render_mode=render_mode, **env_kwargs) if render_mode else gym.make(env_id, **env_kwargs)
+        source = FrameSource.make(env_id, env_kwargs) if render_mode else None
+        env = source.env if source is not None else gym.make(env_id, **env_kwargs)
     except (ValueError, TypeError) as err:
-        raise CLIError(f"{env_id} cannot render RGB frames for --gif ({err})") from err
+        raise CLIError(f"{env_id} cannot render frames for --gif ({err})") from err
     mismatch = _space_mismatch(model, env)
     if mismatch:
         env.close()
@@ -461,16 +469,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         total, length = 0.0, 0
         info: dict[str, Any] = {}
         while True:
-            if render_mode and i < args.gif_episodes:
-                frames.append(np.asarray(env.render()))
+            if source is not None and i < args.gif_episodes:
+                frames.append(source.frame(obs))
             action, state = model.predict(obs, state, start, deterministic=args.deterministic)
             start = np.zeros(1, dtype=bool)
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             length += 1
             if terminated or truncated:
-                if render_mode and i < args.gif_episodes:
-                    frames.append(np.asarray(env.render()))
+                if source is not None and i < args.gif_episodes:
+                    frames.append(source.frame(obs))
                 break
         record: dict[str, Any] = {"return": total, "length": length}
         for key, value in (info.get("episode") or {}).items():
@@ -504,6 +512,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        slurm = slurm_options(args)
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from err
     except Exception as err:  # gymnasium's NameNotFound for a bad env id
@@ -531,6 +540,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         address=args.address,
         threads=args.threads,
         progress=not args.no_progress,
+        slurm=slurm,
     )
     ok = len(summary["results"]) - len(summary["failed"])
     print(f"{ok} runs finished, {len(summary['failed'])} failed, {len(summary['skipped'])} skipped -> {summary['out']}")
@@ -543,14 +553,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     try:
         out = write_report(
-            args.runs_dir, args.out, bins=args.bins, budget=args.budget, include_unfinished=args.include_unfinished
+            args.runs_dir,
+            args.out,
+            bins=args.bins,
+            budget=args.budget,
+            include_unfinished=args.include_unfinished,
+            style=figure_style(args),
         )
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from err
     print(out["markdown"].read_text())
     print(f"wrote {out['markdown']}, {out['csv']}, {out['runs_csv']}")
-    for png in out["pngs"]:
+    for png in out["figures"]:
         print(f"wrote {png}")
+    for warning in out["warnings"]:
+        print(f"rove report: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -627,15 +644,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--agent-kwargs", action="append", metavar="KW", help="extra PPO options: JSON or key=value")
     p.add_argument(
-        "--steps", default=None, help="env steps, summed over envs: 100000, 100_000, 1e5 or 100k (default 100k)"
+        "--env-kwargs",
+        action="append",
+        metavar="KW",
+        help="options of every env and of the vector env: JSON or key=value (max_steps=500,"
+        " observation_keys=[...], mode=subprocess, step_in_main=true)",
     )
-    p.add_argument("--seed", type=int, default=None, help="seed of the agent and the envs (default 0)")
     p.add_argument(
-        "--device", default=None, help="torch device: auto (the default; CUDA when available), cpu, cuda, cuda:1"
+        "--steps",
+        default=None,
+        help="env steps, summed over envs: 100000, 100_000, 1e5 or 100k (default: the env's tuned settings)",
     )
-    p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default 8)")
-    p.add_argument("--n-steps", type=int, default=None, help="rollout length per env (PPO n_steps)")
-    p.add_argument("--batch-size", type=int, default=None, help="PPO minibatch size")
+    p.add_argument("--seed", type=int, default=None, help="seed of the agent and the envs (default: 0)")
+    p.add_argument(
+        "--device", default=None, help="torch device: auto (CUDA when available), cpu, cuda, cuda:1 (default: auto)"
+    )
+    p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: the env's tuned settings)")
+    p.add_argument("--n-steps", type=int, default=None, help="rollout length per env (PPO n_steps; default: tuned)")
+    p.add_argument("--batch-size", type=int, default=None, help="PPO minibatch size (default: tuned)")
     p.add_argument("--out", default="runs", help="parent folder of the new run folder {env}__{method}__{seed}__{time}")
     p.add_argument("--run-dir", default=None, help="exact run folder instead of a new one under --out")
     p.add_argument("--label", default=None, help="method name in the run folder's name (default: module names)")
@@ -666,7 +692,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a grid of envs x methods x seeds from a TOML config")
     p.add_argument("config", help="sweep config (e.g. experiments/configs/minigrid_hard.toml)")
-    p.add_argument("--launcher", choices=["local", "ray"], default="local", help="local processes or Ray tasks")
+    p.add_argument(
+        "--launcher",
+        choices=["local", "ray", "slurm"],
+        default="local",
+        help="local processes, Ray tasks, or SLURM jobs through submitit (--slurm-* options)",
+    )
     p.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://host:10001'); none: local Ray")
     p.add_argument("--workers", type=int, default=1, help="runs at a time (local processes / local Ray CPUs)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and Ray CPUs) per run")
@@ -697,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_llm_commands(sub)
+    finish_parser(parser, sub)
     return parser
 
 
@@ -708,7 +740,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        prepare(args)
         return int(args.func(args) or 0)
+    except ImportError as err:
+        print(f"rove {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except CLIError as err:
         print(f"rove {args.command}: error: {err}", file=sys.stderr)
         return 2

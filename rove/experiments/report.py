@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from rove.experiments.crafter_score import ACHIEVEMENTS, PUBLISHED_SCORES, crafter_score, success_rates
-from rove.experiments.runs import Run, episode_metrics, find_runs
+from rove.experiments.figures import FigureStyle, Panel, band_note, crafter_score_curve, plot_env
+from rove.experiments.runs import Run, episode_metrics, find_runs, read_jsonl
+
+EVAL_FILE = "evaluations.jsonl"  # rove.agents.common.evaluation.EVAL_JSONL
 
 IQM_MIN_RUNS = 4
 SOLVED_SUCCESS = 0.5  # a run "solves" a sparse task when its final success rate is above this
@@ -32,6 +35,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("final_score", "NetHack score"),
     ("final_depth", "final depth"),
     ("max_depth", "max depth"),
+    ("final_eval_return", "final eval return (greedy)"),
+    ("final_eval_success", "final eval success (greedy)"),
 )
 # Episode fields plotted as learning curves, when the env logs them.
 CURVE_KEYS: tuple[tuple[str, str], ...] = (
@@ -126,7 +131,13 @@ def group_runs(
         group = groups.setdefault((run.env_id, run.method), Group(run.env_id, run.method, []))
         group.runs.append(run)
         group.run_metrics.append(
-            {"run": run.path.name, "seed": run.seed, "finished": run.finished, **episode_metrics(episodes)}
+            {
+                "run": run.path.name,
+                "seed": run.seed,
+                "finished": run.finished,
+                **episode_metrics(episodes),
+                **eval_metrics(evaluations(run, budget)),
+            }
         )
     for group in groups.values():
         for key, _ in METRICS:
@@ -176,42 +187,76 @@ def _curve_band(curves: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> t
     return mean, low, high
 
 
+def evaluations(run: Run, budget: int | None = None) -> list[dict[str, Any]]:
+    """The run's greedy evaluations (``evaluations.jsonl``, from ``--eval-freq``), within ``budget`` steps."""
+    records = read_jsonl(run.path / EVAL_FILE)
+    return [r for r in records if budget is None or r.get("step", 0) <= budget]
+
+
+def eval_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``final_eval_return`` / ``final_eval_success``: the last evaluation's means (empty without evaluations)."""
+    if not records:
+        return {}
+    out = {"final_eval_return": float(records[-1]["mean_return"])}
+    if "success_rate" in records[-1]:
+        out["final_eval_success"] = float(records[-1]["success_rate"])
+    return out
+
+
+def _panels(groups: Sequence[Group], episodes_of: Mapping[Path, list[dict[str, Any]]]) -> list[Panel]:
+    runs = [r for g in groups for r in g.runs]
+    head = [e for r in runs for e in episodes_of[r.path][:50]]
+
+    def training(key: str) -> Callable[[Run, np.ndarray], np.ndarray]:
+        return lambda run, edges: learning_curve(episodes_of[run.path], key, edges)
+
+    panels = [Panel(title, training(key)) for key, title in CURVE_KEYS if any(key in e for e in head)]
+    if any(isinstance(e.get("achievements"), Mapping) for e in head):
+        panels.append(Panel("Crafter score (%)", lambda run, edges: crafter_score_curve(episodes_of[run.path], edges)))
+    evals = {r.path: [{**e, "return": e["mean_return"]} for e in evaluations(r)] for r in runs}
+    if any(evals.values()):
+        panels.append(
+            Panel("eval return (greedy)", lambda run, edges: learning_curve(evals[run.path], "return", edges))
+        )
+    if any("success_rate" in e for v in evals.values() for e in v):
+        success = {p: [{**e, "success": e["success_rate"]} for e in v if "success_rate" in e] for p, v in evals.items()}
+        panels.append(
+            Panel("eval success rate (greedy)", lambda run, edges: learning_curve(success[run.path], "success", edges))
+        )
+    return panels
+
+
 def plot_curves(
-    groups: Sequence[Group], episodes_of: Mapping[Path, list[dict[str, Any]]], path: Path, bins: int = 50
+    groups: Sequence[Group],
+    episodes_of: Mapping[Path, list[dict[str, Any]]],
+    path: Path,
+    bins: int = 50,
+    style: FigureStyle | None = None,
 ) -> Path | None:
-    """One PNG for one env: a panel per logged curve key, a line (mean) and band (95% CI) per method."""
-    import matplotlib
+    """One figure for one env (see :mod:`rove.experiments.figures`): training curves of each logged key, the
+    Crafter score over time, and greedy-evaluation curves, a line (mean) and band (95% CI) per method.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Writes ``path`` with each suffix of ``style.formats`` (default: PNG only); returns the first file.
+    """
+    written, _ = plot_figure(groups, episodes_of, path, bins, style or FigureStyle(formats=("png",)))
+    return written[0] if written else None
 
-    max_step = max((e["step"] for g in groups for r in g.runs for e in episodes_of[r.path]), default=0)
-    if max_step <= 0:
-        return None
-    keys = [
-        (k, title)
-        for k, title in CURVE_KEYS
-        if any(k in e for g in groups for r in g.runs for e in episodes_of[r.path][:50])
-    ]
-    edges = np.linspace(0, max_step, bins + 1)
-    x = edges[1:]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
-    for ax, (key, title) in zip(axes[0], keys, strict=True):
-        for group in groups:
-            curves = np.stack([learning_curve(episodes_of[r.path], key, edges) for r in group.runs])
-            mean, low, high = _curve_band(curves)
-            (line,) = ax.plot(x, mean, label=f"{group.method} ({len(group.runs)} runs)")
-            ax.fill_between(x, low, high, alpha=0.2, color=line.get_color())
-        label_steps_axis(ax)
-        ax.set_ylabel(title)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_title(groups[0].env_id)
-    axes[0][-1].legend(fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+
+def plot_figure(
+    groups: Sequence[Group],
+    episodes_of: Mapping[Path, list[dict[str, Any]]],
+    path: Path,
+    bins: int,
+    style: FigureStyle,
+) -> tuple[list[Path], list[str]]:
+    """:func:`plot_curves`, returning every file written and the figure's warnings."""
+    steps = [e["step"] for g in groups for r in g.runs for e in episodes_of[r.path]]
+    steps += [e["step"] for g in groups for r in g.runs for e in evaluations(r)]
+    max_step = max(steps, default=0)
+    panels = _panels(groups, episodes_of)
+    if max_step <= 0 or not panels:
+        return [], []
+    return plot_env(groups, panels, max_step, path, bins, style)
 
 
 def short_count(value: float) -> str:
@@ -238,7 +283,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def results_markdown(groups: Sequence[Group], budget: int | None = None) -> str:
+def results_markdown(groups: Sequence[Group], budget: int | None = None, style: FigureStyle | None = None) -> str:
     """The main table: a row per env x method, ``mean [95% CI]`` per metric, IQM of the first metric."""
     keys = [(k, t) for k, t in METRICS if any(k in g.metrics for g in groups)]
     # Sparse-reward tasks are won or lost per seed: say in how many runs the agent ends up solving the task.
@@ -247,7 +292,7 @@ def results_markdown(groups: Sequence[Group], budget: int | None = None) -> str:
     header.append("IQM final return")
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + " |"]
     for g in groups:
-        cells = [g.env_id, g.method, str(len(g.runs))]
+        cells = [g.env_id, (style or FigureStyle()).label(g.method), str(len(g.runs))]
         if solved:
             cells.append(f"{solved_runs(g)} / {len(g.runs)}" if "final_success" in g.metrics else "")
         cells += [g.metrics[k].text() if k in g.metrics else "" for k, _ in keys]
@@ -268,12 +313,13 @@ def solved_runs(group: Group) -> int:
     return sum(1 for m in group.run_metrics if m.get("final_success", 0.0) > SOLVED_SUCCESS)
 
 
-def crafter_markdown(groups: Sequence[Group]) -> str:
+def crafter_markdown(groups: Sequence[Group], style: FigureStyle | None = None) -> str:
     """Per-achievement success rates (percent of all training episodes, mean over seeds) and scores."""
     crafter = [g for g in groups if g.achievement_rates]
     if not crafter:
         return ""
-    header = ["achievement", *[f"{g.env_id.split('/')[-1]} {g.method}" for g in crafter]]
+    label = (style or FigureStyle()).label
+    header = ["achievement", *[f"{g.env_id.split('/')[-1]} {label(g.method)}" for g in crafter]]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * len(crafter)) + " |"]
     for a in ACHIEVEMENTS:
         lines.append("| " + " | ".join([a, *[f"{g.achievement_rates[a]:.1f}" for g in crafter]]) + " |")
@@ -312,12 +358,15 @@ def write_report(
     bins: int = 50,
     budget: int | None = None,
     include_unfinished: bool = False,
+    style: FigureStyle | None = None,
 ) -> dict[str, Any]:
     """Writes ``report.md``, ``results.csv``, ``runs.csv``, ``crafter_achievements.csv`` (Crafter runs) and
-    ``curves_<env>.png`` per env into ``out_dir`` (default ``runs_dir/report``).
+    ``curves_<env>.{png,pdf,svg}`` per env into ``out_dir`` (default ``runs_dir/report``). ``style`` names and
+    orders the methods (tables and figures) and sets the figures' formats and smoothing.
 
     Returns:
-        ``{"markdown": path, "csv": path, "runs_csv": path, "pngs": [...], "groups": [...], "skipped": n}``.
+        ``{"markdown": path, "csv": path, "runs_csv": path, "pngs": [...], "figures": [every figure file],
+        "warnings": [...], "groups": [...], "skipped": n}``.
 
     Raises:
         FileNotFoundError: ``runs_dir`` is missing.
@@ -331,15 +380,19 @@ def write_report(
     if not groups:
         hint = f" ({skipped} unfinished: pass --include-unfinished)" if skipped else ""
         raise ValueError(f"no finished run folders under {runs_dir}{hint}")
+    style = style or FigureStyle()
+    style.check_methods([g.method for g in groups])
+    groups = sorted(groups, key=lambda g: (g.env_id, style.sort_key(g.method)))
     out.mkdir(parents=True, exist_ok=True)
 
-    pngs = []
+    pngs, figures, warnings = [], [], []
     for env_id in sorted({g.env_id for g in groups}):
-        png = plot_curves(
-            [g for g in groups if g.env_id == env_id], episodes_of, out / f"curves_{_safe(env_id)}.png", bins
-        )
-        if png is not None:
-            pngs.append(png)
+        env_groups = [g for g in groups if g.env_id == env_id]
+        written, notes = plot_figure(env_groups, episodes_of, out / f"curves_{_safe(env_id)}.png", bins, style)
+        if written:
+            figures += written
+            pngs += [p for p in written if p.suffix == ".png"] or written[:1]
+            warnings += notes
 
     rows, run_rows = [], []
     for g in groups:
@@ -356,8 +409,8 @@ def write_report(
     _write_csv(out / "results.csv", rows)
     _write_csv(out / "runs.csv", run_rows)
 
-    sections = [f"# Results: {runs_dir}", "", results_markdown(groups, budget)]
-    crafter = crafter_markdown(groups)
+    sections = [f"# Results: {runs_dir}", "", results_markdown(groups, budget, style)]
+    crafter = crafter_markdown(groups, style)
     if crafter:
         sections += ["", "## Crafter achievements", "", crafter]
         crafter_rows = [
@@ -370,6 +423,8 @@ def write_report(
         _write_csv(out / "crafter_achievements.csv", crafter_rows)
     if pngs:
         sections += ["", "## Learning curves", "", *[f"![{p.stem}]({p.name})" for p in pngs]]
+        sections += ["", band_note(style) + f" Files: curves_<env>.{{{','.join(style.formats)}}}."]
+        sections += [f"\n**Warning:** {w}." for w in warnings]
     if skipped:
         sections += ["", f"{skipped} unfinished run folder(s) left out."]
     markdown = out / "report.md"
@@ -379,6 +434,8 @@ def write_report(
         "csv": out / "results.csv",
         "runs_csv": out / "runs.csv",
         "pngs": pngs,
+        "figures": figures,
+        "warnings": warnings,
         "groups": groups,
         "skipped": skipped,
     }

@@ -318,7 +318,7 @@ class _Progress:
                 progress.start(self.num_timesteps)
 
             def _on_update_end(self) -> None:  # runs after the checkpoint callback (listed after it)
-                progress.advance(self.num_timesteps)
+                progress.advance(self.num_timesteps, self.model.ep_info_buffer if self.model is not None else ())
 
         return Callback()
 
@@ -329,10 +329,14 @@ class _Progress:
 
             self.bar = tqdm(total=self.total, initial=step, unit="step", dynamic_ncols=True)
 
-    def advance(self, step: int) -> None:
+    def advance(self, step: int, episodes: Any = ()) -> None:
+        """Moves the bar to ``step`` (never past ``total``), with return/success of the recent ``episodes``."""
+        from rove.agents.common.suite_metrics import progress_postfix
+
         self.checkpoint_step = step
         if self.bar is not None:
-            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix_str(progress_postfix(episodes), refresh=False)
+            self.bar.update(min(step, self.total) - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -349,6 +353,7 @@ def train_run(
     progress_bar: bool = False,
     threads: int | None = 1,
     log: Callable[[str], None] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Trains one run into a new folder under ``root`` (or into ``run_dir``) and returns its ``result.json``.
 
@@ -363,6 +368,7 @@ def train_run(
     ``threads`` caps torch's intra-op threads (1 suits many runs sharing a machine; None leaves torch's
     default). ``log`` receives one line naming the folder (and the step a resumed run continues from).
     ``progress_bar`` shows steps out of ``spec.total_timesteps``, starting at the resumed step.
+    ``callbacks`` are extra ``rove.agents`` callbacks (W&B tracking, periodic evaluation).
 
     Raises:
         RunInterrupted: On Ctrl-C, with the folder and the step of its last checkpoint.
@@ -383,6 +389,10 @@ def train_run(
     else:
         made = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
+    from rove.experiments import plugins
+
+    plugins.activate()  # a sweep worker or a SLURM job imports the plugins of the command that launched it
+    plugins.record(path)
     resuming = resume and (path / CHECKPOINT).is_file()
     if not resuming:
         write_json_atomic(path / SPEC_FILE, spec.to_dict())
@@ -405,8 +415,9 @@ def train_run(
         if remaining > 0:
             # The callback rewrites last.pt after every update; keep_last=0 keeps none of its numbered copies.
             checkpoints = CheckpointCallback(spec.total_timesteps, save_path=path / CHECKPOINT.parent, keep_last=0)
-            callbacks = [checkpoints, progress.callback()]
-            model.learn(remaining, callback=callbacks, reset_num_timesteps=not resuming)
+            model.learn(
+                remaining, callback=[checkpoints, progress.callback(), *callbacks], reset_num_timesteps=not resuming
+            )
         model.save(path / CHECKPOINT)
     except KeyboardInterrupt as err:
         checkpoint = progress.checkpoint_step if (path / CHECKPOINT).is_file() else None

@@ -19,6 +19,17 @@ A config (see ``experiments/configs/``)::
     [intrinsic_kwargs.rnd]                  # options of a module wherever it is used
     update_proportion = 0.25
 
+    [eval]                                  # greedy evaluation every `freq` steps (evaluations.jsonl)
+    freq = 50_000
+    episodes = 10
+
+    [track]                                 # Weights & Biases (project, entity, mode, group = the name)
+    project = "rove"
+
+    [env_kwargs]                            # options of every env and of the vector env (rove.make_vec)
+    max_steps = 500
+    mode = "subprocess"                     # with step_in_main = true, as the README advises for NetHack
+
 Every run lands in ``<out>/{env}__{method}__{seed}__{time}`` (:mod:`rove.experiments.runs`), whichever
 launcher ran it, so ``rove report <out>`` reads both alike. Sweeps resume: a run whose finished folder
 (``result.json``, same spec) exists is skipped; a local run that was killed resumes in its folder from
@@ -40,10 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from rove.experiments.args import parse_steps
+from rove.experiments.run_tools import RunTools, callbacks, tools_from_config
 from rove.experiments.runs import RunSpec, finished_run, train_run, write_json_atomic
 from rove.experiments.validate import unknown
 
-LAUNCHERS = ("local", "ray")
+LAUNCHERS = ("local", "ray", "slurm")
 # Every top-level key a config may hold (a new key is added here and read in parse_config).
 _TOP_KEYS = {
     "name",
@@ -55,9 +67,12 @@ _TOP_KEYS = {
     "device",
     "agent",
     "intrinsic_kwargs",
+    "env_kwargs",
+    "eval",
+    "track",
     "out",
 }
-_TABLES = {"agent": dict, "intrinsic_kwargs": dict}
+_TABLES = {"agent": dict, "intrinsic_kwargs": dict, "env_kwargs": dict, "eval": dict, "track": dict}
 _METHOD_KEYS = ["label", "intrinsic", "kwargs"]
 
 
@@ -84,6 +99,8 @@ class SweepConfig:
     agent: dict[str, Any] = field(default_factory=dict)
     intrinsic_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: str | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, Any] = field(default_factory=dict)  # rove.experiments.run_tools.RunTools of every run
 
     def specs(self) -> list[RunSpec]:
         """The grid, env-major then method then seed."""
@@ -122,6 +139,7 @@ class SweepConfig:
             n_envs=self.n_envs,
             intrinsic_kwargs=kwargs,
             agent_kwargs=dict(self.agent),
+            env_kwargs=dict(self.env_kwargs),
             device=self.device,
             label=None if method.label == default_label else method.label,
         )
@@ -196,6 +214,8 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> SweepConfig
         agent=dict(data.get("agent", {})),
         intrinsic_kwargs={k: dict(v) for k, v in data.get("intrinsic_kwargs", {}).items()},
         out=data.get("out"),
+        env_kwargs=dict(data.get("env_kwargs", {})),
+        tools=tools_from_config(data, str(data.get("name", Path(source).stem)), source).to_dict(),
     )
     try:
         config.check(here=False)  # device availability is checked where the runs are launched
@@ -233,11 +253,14 @@ def plan(specs: Sequence[RunSpec], root: str | Path) -> tuple[list[RunSpec], lis
     return todo, done
 
 
-def _local_worker(spec_dict: dict[str, Any], root: str, threads: int) -> dict[str, Any]:
+def _local_worker(
+    spec_dict: dict[str, Any], root: str, threads: int, tools: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Process-pool entry point: never raises, so one failed run does not stop the sweep."""
     spec = RunSpec.from_dict(spec_dict)
     try:
-        return train_run(spec, root, threads=threads, resume=True)
+        extra = callbacks(spec, RunTools.from_dict(tools or {}))
+        return train_run(spec, root, threads=threads, resume=True, callbacks=extra)
     except Exception:
         return {"error": traceback.format_exc(), "method": spec.method, "env_id": spec.env_id, "seed": spec.seed}
 
@@ -249,7 +272,12 @@ def _progress(total: int, show: bool, desc: str) -> Any:
 
 
 def run_local(
-    specs: Sequence[RunSpec], root: str | Path, workers: int = 1, threads: int = 1, progress: bool = True
+    specs: Sequence[RunSpec],
+    root: str | Path,
+    workers: int = 1,
+    threads: int = 1,
+    progress: bool = True,
+    tools: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs ``specs`` in ``workers`` fresh processes (spawned, one run per process) and returns their results.
 
@@ -268,7 +296,7 @@ def run_local(
     # A fresh process per run (3.11+): no state (torch threads, module caches) leaks from one run to the next.
     fresh: dict[str, Any] = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
     with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=context, **fresh) as pool:  # type: ignore[call-overload]
-        futures = [pool.submit(_local_worker, s.to_dict(), str(root), threads) for s in specs]
+        futures = [pool.submit(_local_worker, s.to_dict(), str(root), threads, tools) for s in specs]
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
@@ -285,13 +313,15 @@ def _describe(result: Mapping[str, Any]) -> str:
     return f"{name}: return {result.get('final_return', float('nan')):.3g}"
 
 
-def _ray_train(spec_dict: dict[str, Any], threads: int) -> tuple[dict[str, Any], bytes]:
+def _ray_train(
+    spec_dict: dict[str, Any], threads: int, tools: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], bytes]:
     """Ray task: trains in a temporary folder on whichever node runs it and returns the run folder as a
     gzipped tar, so results land on the driver's disk without a shared filesystem."""
     spec = RunSpec.from_dict(spec_dict)
     with tempfile.TemporaryDirectory(prefix="rove-ray-") as tmp:
         try:
-            result = train_run(spec, tmp, threads=threads)
+            result = train_run(spec, tmp, threads=threads, callbacks=callbacks(spec, RunTools.from_dict(tools or {})))
         except Exception:
             return {
                 "error": traceback.format_exc(),
@@ -331,6 +361,7 @@ def run_ray(
     threads: int = 1,
     progress: bool = True,
     num_gpus_per_run: float = 0.0,
+    tools: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs ``specs`` as Ray tasks (one per run, ``num_cpus=threads``) and unpacks each run folder under ``root``.
 
@@ -364,7 +395,7 @@ def run_ray(
         bar = _progress(len(queue), progress, "sweep (ray)")
         while queue or in_flight:
             while queue and len(in_flight) < limit:
-                in_flight.append(task.remote(queue.pop(0), threads))
+                in_flight.append(task.remote(queue.pop(0), threads, tools))
             ready, in_flight = ray.wait(in_flight, num_returns=1)
             try:
                 result, blob = ray.get(ready[0])
@@ -392,8 +423,11 @@ def run_sweep(
     threads: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    slurm: Any = None,
 ) -> dict[str, Any]:
     """Runs the runs of ``config`` not finished yet under ``out`` (default ``config.out`` or ``runs/<name>``).
+
+    ``slurm`` (a :class:`rove.experiments.slurm.SlurmOptions`) sets the jobs' resources of ``launcher="slurm"``.
 
     Returns:
         ``{"out": Path, "skipped": [paths], "results": [...], "failed": [...]}``.
@@ -411,9 +445,15 @@ def run_sweep(
         {"name": config.name, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": [s.to_dict() for s in specs]},
     )
     if launcher == "local":
-        results = run_local(todo, root, workers=workers, threads=threads, progress=progress)
+        results = run_local(todo, root, workers=workers, threads=threads, progress=progress, tools=config.tools)
+    elif launcher == "slurm":
+        from rove.experiments.slurm import run_slurm
+
+        results = run_slurm(todo, root, slurm, threads=threads, progress=progress, tools=config.tools)
     else:
-        results = run_ray(todo, root, address=address, workers=workers, threads=threads, progress=progress)
+        results = run_ray(
+            todo, root, address=address, workers=workers, threads=threads, progress=progress, tools=config.tools
+        )
     failed = [r for r in results if "error" in r]
     for r in failed:
         log(f"run {r.get('env_id')} {r.get('method')} seed {r.get('seed')} failed:\n{r['error']}")

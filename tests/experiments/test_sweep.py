@@ -163,7 +163,7 @@ def test_sweep_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["sweep", str(bad)]) == 2
     assert "unknown intrinsic module 'cuont'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["sweep", str(bad), "--launcher", "slurm"])
+        main(["sweep", str(bad), "--launcher", "pbs"])
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from rove.agents.common.logger import (
     flatten_episode_info,
     to_jsonable,
 )
+from rove.agents.common.suite_metrics import progress_postfix, suite_metrics
 from rove.agents.common.utils import (
     Schedule,
     as_schedule,
@@ -418,6 +419,7 @@ class OnPolicyAlgorithm:
             self.rollout_buffer.start_next()
             self._next_row = 0
             if pbar is not None:  # the last rollout may overshoot the target: the bar stops at it
+                pbar.set_postfix_str(progress_postfix(self.ep_info_buffer), refresh=False)
                 pbar.update(min(self.num_timesteps, target) - min(before, target))
         if pbar is not None:
             pbar.close()
@@ -591,6 +593,7 @@ class OnPolicyAlgorithm:
             successes = [float(e["success"]) for e in episodes if isinstance(e.get("success"), (bool, int, float))]
             if successes:
                 self._record("rollout/success_rate", float(np.mean(successes)))
+            self.logger.record_dict(suite_metrics(episodes))
         self._record("time/sps", sps)
         self._record("time/total_timesteps", self.num_timesteps)
         self._record("time/updates", self.num_updates)
