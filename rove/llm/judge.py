@@ -1,6 +1,8 @@
-"""Asking the judge: first turn, one retry turn for malformed answers, then UNKNOWN (``None``).
+"""Asking the judge: first turn, one retry turn for malformed answers (Motif's), then UNKNOWN (``None``).
 
-Motif pairs with identical captions are ties and never reach the LLM (Klissarov et al. 2023, §3).
+Motif pairs with identical captions are ties and never reach the LLM (Klissarov et al. 2023, §3). Every
+item is judged on its own: a request that fails gives that item a :class:`Judgement` with ``error`` set,
+and the other items keep their answers.
 """
 
 from __future__ import annotations
@@ -8,31 +10,42 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rove.llm.backends import Backend
+from rove.llm.backends import Backend, BackendError, complete_each
 from rove.llm.parsing import parse_helpful, parse_preference
 from rove.llm.prompts import Conversation, motif_conversation, oni_conversation, retry_turn
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """One annotation: ``label`` is None when both turns were unparseable (recorded as UNKNOWN)."""
+    """One annotation: ``label`` is None when both turns were unparseable (UNKNOWN) or the request failed
+    (``error`` set: nothing was learnt, the item may be asked again)."""
 
     label: float | None
     answer: str
     retried: bool
+    error: BackendError | None = None
+
+    @property
+    def unparsed(self) -> bool:
+        """The model answered, but no label could be read from it (garbage)."""
+        return self.label is None and self.error is None
 
 
 def _ask(
     backend: Backend, conversations: Sequence[Conversation], parse: Callable[[str], float | None], task: str
 ) -> list[Judgement]:
-    answers = backend.complete(conversations)
-    labels = [parse(a) for a in answers]
-    bad = [i for i, label in enumerate(labels) if label is None]
-    results = [Judgement(label, answer, False) for label, answer in zip(labels, answers, strict=True)]
+    results: list[Judgement] = []
+    for outcome in complete_each(backend, conversations):
+        if isinstance(outcome, BackendError):
+            results.append(Judgement(None, "", False, outcome))
+        else:
+            results.append(Judgement(parse(outcome), outcome, False))
+    bad = [i for i, r in enumerate(results) if r.unparsed]
     if bad:
-        retries = backend.complete([retry_turn(conversations[i], answers[i], task) for i in bad])
-        for i, answer in zip(bad, retries, strict=True):
-            results[i] = Judgement(parse(answer), answers[i] + "\n[retry]\n" + answer, True)
+        retries = complete_each(backend, [retry_turn(conversations[i], results[i].answer, task) for i in bad])
+        for i, outcome in zip(bad, retries, strict=True):
+            second = "" if isinstance(outcome, BackendError) else outcome
+            results[i] = Judgement(parse(second), results[i].answer + "\n[retry]\n" + second, True)
     return results
 
 

@@ -77,9 +77,14 @@ def _check(value: str, choices: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; choose from {list(choices)}")
 
 
-def _context(game: str, goal: str) -> dict[str, str]:
+def check_prompt_choices(game: str, goal: str) -> None:
+    """Raises ``ValueError`` naming the valid choices when ``game`` or ``goal`` is unknown."""
     _check(game, GAMES, "game")
     _check(goal, GOALS, "goal")
+
+
+def _context(game: str, goal: str) -> dict[str, str]:
+    check_prompt_choices(game, goal)
     return {
         "game_name": _GAME_NAMES[game],
         "game_description": load_prompt(f"games/{game}"),

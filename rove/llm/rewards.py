@@ -38,6 +38,7 @@ from rove.intrinsic.schedules import Schedule
 from rove.intrinsic.types import Rollout, Step, Transitions
 from rove.llm.annotator import Annotator, Task
 from rove.llm.backends import Backend
+from rove.llm.prompts import check_prompt_choices
 from rove.llm.reward_model import (
     CaptionModelConfig,
     CaptionRewardModel,
@@ -261,6 +262,7 @@ class _OnlineReward(CaptionReward):
         annotation_batch_size: int = 100,
         **kwargs: Any,
     ) -> None:
+        check_prompt_choices(game, goal)
         super().__init__(observation_space, action_space, **kwargs)
         if annotator is None and backend is not None:
             annotator = Annotator(
@@ -288,10 +290,19 @@ class _OnlineReward(CaptionReward):
         self.labels = dict(state.get("labels", {}))
         self.invalidate_cache()
 
+    def on_learn_end(self) -> None:
+        """Called by the agent when ``learn`` returns or raises: cancels the annotator's requests in flight
+        and stops its worker (the next rollout's captions start it again)."""
+        if self.annotator is not None:
+            self.annotator.stop()
+
     def close(self) -> None:
-        """Stops the background annotator (if any)."""
+        """Stops the background annotator (if any) for good."""
         if self.annotator is not None:
             self.annotator.close()
+
+    def _annotator_stats(self) -> dict[str, float]:
+        return {} if self.annotator is None else self.annotator.stats()
 
 
 @register("oni_retrieval")
@@ -313,10 +324,7 @@ class ONIRetrieval(_OnlineReward):
     def _update(self, batch: Transitions) -> dict[str, float]:
         if self._take_answers():
             self.invalidate_cache()
-        stats = {"labels": float(len(self.labels))}
-        if self.annotator is not None:
-            stats["queue"] = float(self.annotator.queue_size)
-        return stats
+        return {"labels": float(len(self.labels)), **self._annotator_stats()}
 
 
 @register("oni_classification")
@@ -359,7 +367,7 @@ class ONIClassification(ONIRetrieval):
 
     def _update(self, batch: Transitions) -> dict[str, float]:
         arrived = self._take_answers()
-        stats = {"labels": float(len(self.labels))}
+        stats = {"labels": float(len(self.labels)), **self._annotator_stats()}
         known = [(c, y) for c, y in self.labels.items() if y is not None]
         if arrived and known:
             x = torch.as_tensor(captions_to_bytes([c for c, _ in known]), device=self.device)
@@ -466,7 +474,7 @@ class ONIRanking(_OnlineReward):
 
     def _update(self, batch: Transitions) -> dict[str, float]:
         arrived = self._take_answers()
-        stats = {"pairs": float(len(self.labels)), "pool": float(len(self.pool))}
+        stats = {"pairs": float(len(self.labels)), "pool": float(len(self.pool)), **self._annotator_stats()}
         if not arrived or not self.labels:
             return stats
         pairs = list(self.labels.items())

@@ -138,7 +138,8 @@ def test_oni_retrieval_learns_labels_online_and_persists_them(tmp_path, gold_jud
     again = intrinsic.make(
         "oni_retrieval", OBS, ACT, backend=FunctionBackend(lambda m: calls.append(m) or "x"), store=db
     )
-    again.update(rollout)
+    # The worker reads the store (never the learner thread): the labels arrive with the next update.
+    assert wait_until(lambda: again.update(rollout) is not None and len(again.labels) == 3)
     _observe_all(again, rollout)
     assert again.compute(rollout).tolist() == [[1.0, 0.0], [0.0, 1.0]] and calls == []
     again.close()

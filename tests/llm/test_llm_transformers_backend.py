@@ -76,7 +76,7 @@ def test_garbage_answers_are_recorded_unknown_after_one_retry(tiny_model_dir, tm
     store = AnnotationStore(tmp_path / "s.db")
     store.add_pairs(pairs)
     store.record_pairs((a, b, j) for (a, b), j in zip(pairs, results, strict=True))
-    assert store.pair_counts() == {"pending": 0, "done": 0, "unknown": 2}
+    assert store.pair_counts() == {"pending": 0, "done": 0, "unknown": 2, "failed": 0}
     assert store.answered_pairs() == []  # unknowns never appear as labels
     assert [r.label for r in judge_captions(backend, ["You see gold."])] == [None]
 
