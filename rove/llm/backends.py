@@ -144,7 +144,7 @@ class OpenAIBackend:
         self.backoff = backoff
         self.concurrency = concurrency
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        self._open: set[socket.socket] = set()
         self._cancel = threading.Event()
         self._closed = False
         self.num_requests = 0
@@ -248,17 +248,24 @@ class OpenAIBackend:
         cls = http.client.HTTPSConnection if p.scheme == "https" else http.client.HTTPConnection
         conn = cls(p.hostname or "", p.port, timeout=self.timeout)
         expired = threading.Event()
+        held: list[socket.socket] = []
 
         def kill() -> None:
             expired.set()
-            _shut(conn)
+            for sock in held:
+                _shut(sock)
 
         timer = threading.Timer(self.timeout, kill)
         timer.daemon = True
-        with self._lock:
-            self._open.add(conn)
         timer.start()
         try:
+            conn.connect()  # bounded by the socket timeout; the watchdog covers everything after it
+            # http.client drops conn.sock once the response owns it: hold it so that it can be shut.
+            held.append(conn.sock)
+            with self._lock:
+                self._open.add(conn.sock)
+            if expired.is_set():
+                raise TimeoutError
             path = p.path + (f"?{p.query}" if p.query else "")
             conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
@@ -273,7 +280,8 @@ class OpenAIBackend:
         finally:
             timer.cancel()
             with self._lock:
-                self._open.discard(conn)
+                for sock in held:
+                    self._open.discard(sock)
             conn.close()
         if self._cancel.is_set():
             raise _Cancelled
@@ -285,9 +293,9 @@ class OpenAIBackend:
         """Aborts the requests in flight and the ones not yet sent (they fail with :class:`BackendError`)."""
         self._cancel.set()
         with self._lock:
-            conns = list(self._open)
-        for conn in conns:
-            _shut(conn)
+            socks = list(self._open)
+        for sock in socks:
+            _shut(sock)
 
     def close(self) -> None:
         """Cancels everything and refuses new requests."""
@@ -295,12 +303,10 @@ class OpenAIBackend:
         self.cancel()
 
 
-def _shut(conn: http.client.HTTPConnection) -> None:
-    """Unblocks any thread reading from ``conn`` (its read fails at once)."""
-    sock = conn.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+def _shut(sock: socket.socket) -> None:
+    """Unblocks any thread reading from ``sock`` (its read fails at once)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _answer_text(data: bytes, url: str) -> str:
