@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from rove.llm.backends import Backend, RequestError, make_backend
 from rove.llm.judge import Judgement, judge_captions, judge_pairs
-from rove.llm.prompts import check_prompt_choices
+from rove.llm.prompts import ONI_GOALS, check_prompt_choices
 from rove.llm.store import AnnotationStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ class Annotator:
             answers already stored are delivered by ``poll`` once the worker has read them.
         task: ``"helpful"`` (ONI-retrieval/classification) or ``"pairs"`` (ONI-ranking).
         game, goal: Prompt variants (``rove.llm.prompts``); unknown names are refused here.
+        style: Prompt style: ``"rove"``, ``"motif"`` (Motif's prompt for pairs) or ``"oni"`` (ONI's
+            classification prompt for captions, Motif's prompt asked once for pairs).
         batch_size: Items per LLM batch (ONI used 100).
         max_attempts: Tries of one item before it is closed as ``failed`` / ``unknown``.
         retry_delay: First back-off of an item that failed, doubled at each further try.
@@ -71,6 +73,7 @@ class Annotator:
         task: Task = "helpful",
         game: str = "nethack",
         goal: str = "default",
+        style: str = "rove",
         batch_size: int = 100,
         max_attempts: int = 3,
         retry_delay: float = 5.0,
@@ -85,7 +88,12 @@ class Annotator:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-        check_prompt_choices(game, goal)
+        check_prompt_choices(game, goal, style)
+        if task == "helpful" and style == "motif":
+            raise ValueError("style 'motif' has no caption (helpful) prompt; use 'oni' or 'rove'")
+        if task == "helpful" and style == "oni" and goal not in ONI_GOALS:
+            raise ValueError(f"ONI's classification prompt has goals {list(ONI_GOALS)}, not {goal!r}")
+        self.style = style
         self.backend = make_backend(backend)
         self._store_arg = store
         self.store: AnnotationStore | None = store if isinstance(store, AnnotationStore) else None
@@ -289,9 +297,9 @@ class Annotator:
         if not claimed:
             return True
         if self.task == "helpful":
-            judgements = judge_captions(self.backend, claimed, self.game, self.goal)
+            judgements = judge_captions(self.backend, claimed, self.game, self.goal, self.style)
         else:
-            judgements = judge_pairs(self.backend, claimed, self.game, self.goal)
+            judgements = judge_pairs(self.backend, claimed, self.game, self.goal, self.style)
         errors = [j.error for j in judgements if j.error is not None]
         if errors and len(errors) == len(claimed) and not all(isinstance(e, RequestError) for e in errors):
             self.store.release(

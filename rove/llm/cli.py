@@ -63,6 +63,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
             _backend_config(args),
             game=args.game,
             goal=args.goal,
+            style=args.prompt_style,
             chunk_size=args.chunk_size,
             limit=args.limit,
             max_attempts=args.max_attempts,
@@ -162,6 +163,12 @@ def add_llm_commands(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--backend", default=None, help="JSON backend config, or a local model folder for transformers")
     p.add_argument("--game", choices=GAMES, default="nethack")
     p.add_argument("--goal", choices=GOALS, default="default")
+    p.add_argument(
+        "--prompt-style",
+        choices=("rove", "motif"),
+        default="rove",
+        help="rove: Rove's prompts (any game); motif: Motif's released NetHack prompt",
+    )
     p.add_argument("--chunk-size", type=int, default=64, help="pairs committed to the store at once")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     p.add_argument(

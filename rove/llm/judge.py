@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rove.llm.backends import Backend, BackendError, complete_each
-from rove.llm.parsing import parse_helpful, parse_preference
+from rove.llm.parsing import parse_foo_bar, parse_helpful, parse_preference
 from rove.llm.prompts import Conversation, motif_conversation, oni_conversation, retry_turn
 
 
@@ -32,7 +32,11 @@ class Judgement:
 
 
 def _ask(
-    backend: Backend, conversations: Sequence[Conversation], parse: Callable[[str], float | None], task: str
+    backend: Backend,
+    conversations: Sequence[Conversation],
+    parse: Callable[[str], float | None],
+    task: str,
+    style: str = "rove",
 ) -> list[Judgement]:
     results: list[Judgement] = []
     for outcome in complete_each(backend, conversations):
@@ -41,8 +45,8 @@ def _ask(
         else:
             results.append(Judgement(parse(outcome), outcome, False))
     bad = [i for i, r in enumerate(results) if r.unparsed]
-    if bad:
-        retries = complete_each(backend, [retry_turn(conversations[i], results[i].answer, task) for i in bad])
+    if bad and style != "oni":  # ONI asks once
+        retries = complete_each(backend, [retry_turn(conversations[i], results[i].answer, task, style) for i in bad])
         for i, outcome in zip(bad, retries, strict=True):
             second = "" if isinstance(outcome, BackendError) else outcome
             results[i] = Judgement(parse(second), results[i].answer + "\n[retry]\n" + second, True)
@@ -50,23 +54,30 @@ def _ask(
 
 
 def judge_pairs(
-    backend: Backend, pairs: Sequence[tuple[str, str]], game: str = "nethack", goal: str = "default"
+    backend: Backend,
+    pairs: Sequence[tuple[str, str]],
+    game: str = "nethack",
+    goal: str = "default",
+    style: str = "rove",
 ) -> list[Judgement]:
-    """Motif preference for each ``(caption_1, caption_2)``: label = P(caption 1 is better)."""
+    """Motif preference for each ``(caption_1, caption_2)``: label = P(caption 1 is better).
+
+    ``style="oni"`` (ONI-ranking) asks Motif's prompt, once."""
     results: list[Judgement | None] = [
         Judgement(0.5, "identical captions", False) if a == b else None for a, b in pairs
     ]
     ask = [i for i, r in enumerate(results) if r is None]
     if ask:
-        convs = [motif_conversation(pairs[i][0], pairs[i][1], game, goal) for i in ask]
-        for i, judgement in zip(ask, _ask(backend, convs, parse_preference, "motif"), strict=True):
+        prompt_style = "motif" if style == "oni" else style
+        convs = [motif_conversation(pairs[i][0], pairs[i][1], game, goal, prompt_style) for i in ask]
+        for i, judgement in zip(ask, _ask(backend, convs, parse_preference, "motif", style), strict=True):
             results[i] = judgement
     return results  # type: ignore[return-value]
 
 
 def judge_captions(
-    backend: Backend, captions: Sequence[str], game: str = "nethack", goal: str = "default"
+    backend: Backend, captions: Sequence[str], game: str = "nethack", goal: str = "default", style: str = "rove"
 ) -> list[Judgement]:
     """ONI helpful (1.0) / not (0.0) for each caption."""
-    convs = [oni_conversation(c, game, goal) for c in captions]
-    return _ask(backend, convs, parse_helpful, "oni")
+    convs = [oni_conversation(c, game, goal, style) for c in captions]
+    return _ask(backend, convs, parse_foo_bar if style == "oni" else parse_helpful, "oni", style)

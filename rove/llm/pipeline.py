@@ -54,6 +54,7 @@ def annotate(
     *,
     game: str = "nethack",
     goal: str = "default",
+    style: str = "rove",
     chunk_size: int = 64,
     limit: int | None = None,
     max_attempts: int = 3,
@@ -72,13 +73,14 @@ def annotate(
     at the server (unreachable, hung, 5xx), the run stops with :class:`~rove.llm.backends.ServerError`.
 
     Args:
+        style: ``"rove"`` or ``"motif"`` (Motif's released prompt, NetHack only); see ``rove.llm.prompts``.
         limit: Pairs to ask at most (``0``: none; None: all).
 
     Returns:
         The store's pending/done/unknown/failed counts, with this run's ``asked`` pairs, ``unparsed``
         answers (after the retry turn) and failed ``requests``.
     """
-    check_prompt_choices(game, goal)
+    check_prompt_choices(game, goal, style)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if max_attempts < 1:
@@ -99,7 +101,7 @@ def annotate(
                     break  # nothing left that this run may ask
                 time.sleep(min(wait, 1.0))
                 continue
-            judgements = judge_pairs(backend, chunk, game, goal)
+            judgements = judge_pairs(backend, chunk, game, goal, style)
             errors = [j.error for j in judgements if j.error is not None]
             if errors and len(errors) == len(chunk) and not all(isinstance(e, RequestError) for e in errors):
                 store.release(

@@ -259,14 +259,21 @@ class _OnlineReward(CaptionReward):
         store: AnnotationStore | str | None = None,
         game: str = "nethack",
         goal: str = "default",
+        prompt_style: str = "rove",
         annotation_batch_size: int = 100,
         **kwargs: Any,
     ) -> None:
-        check_prompt_choices(game, goal)
+        check_prompt_choices(game, goal, prompt_style)
         super().__init__(observation_space, action_space, **kwargs)
         if annotator is None and backend is not None:
             annotator = Annotator(
-                backend, store, task=self.task, game=game, goal=goal, batch_size=annotation_batch_size
+                backend,
+                store,
+                task=self.task,
+                game=game,
+                goal=goal,
+                style=prompt_style,
+                batch_size=annotation_batch_size,
             )
         if annotator is not None and annotator.task != self.task:
             raise ValueError(

@@ -153,3 +153,24 @@ def gold_judge_fixture() -> Callable[[list[dict]], str]:
 @pytest.fixture(name="wait_until")
 def wait_until_fixture() -> Callable[..., bool]:
     return wait_until
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct as a plain transformers folder (dequantised once, cached); skips if absent."""
+    from rove.llm import smollm2
+
+    if not smollm2.available():
+        pytest.skip(f"SmolLM2-135M (a real LLM on CPU) is not installed: {smollm2.INSTALL_HINT}")
+    return smollm2.dequantised_folder()
+
+
+@pytest.fixture(scope="session")
+def smollm2_backend(smollm2_dir):
+    """One in-process SmolLM2 for the whole session (loading it is the expensive part)."""
+    import torch
+
+    from rove.llm.backends import TransformersBackend
+
+    torch.manual_seed(0)
+    return TransformersBackend(smollm2_dir, max_new_tokens=48, batch_size=8, device="cpu")
