@@ -12,9 +12,11 @@ a back-off, up to ``max_attempts`` tries, then closed (``failed`` or ``unknown``
 the rest of its batch keeps its answers. When every request of a batch fails at the server, the batch
 waits in the queue and the worker pauses (``retry_pause``, doubling up to ``max_retry_pause``).
 
-:meth:`Annotator.stop` (called when ``learn`` ends) cancels the requests in flight and stops the worker;
-the next :meth:`submit` starts it again. :meth:`Annotator.close` (also run at interpreter exit) stops it for
-good. The worker and the HTTP requests run on daemon threads: they never keep the interpreter alive.
+:meth:`Annotator.pause` (called when ``learn`` ends) stops taking new batches: the batch in flight ends
+within the backend's deadline and is kept, queued items wait, and the next :meth:`submit` resumes.
+:meth:`Annotator.stop` also cancels the requests in flight; :meth:`Annotator.close` (also run at
+interpreter exit) stops for good. The worker and the HTTP requests run on daemon threads: they never keep
+the interpreter alive.
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ class Annotator:
         self._unwritten: list[tuple[Any, Judgement]] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._paused = False
+        self._running = False
         self._loaded = False
         self._closed = False
         self._warned = False
@@ -128,17 +132,22 @@ class Annotator:
             self.start()
 
     def start(self) -> None:
-        """Starts the worker (again, after :meth:`stop`); a closed annotator stays closed."""
+        """Starts the worker (again, after :meth:`pause` or :meth:`stop`); a closed annotator stays closed."""
         with self._cond:
-            if self._closed or (self._thread is not None and self._thread.is_alive()):
+            self._paused = False
+            if self._closed or self._running:
                 return
             self._stop.clear()
+            self._running = True
             self._thread = threading.Thread(target=self._run, name=f"rove-annotator-{self.task}", daemon=True)
             self._thread.start()
 
     # ----- learner side: memory only, never blocks on the LLM or the store -----
     def submit(self, items: Iterable[Hashable]) -> int:
-        """Queues unseen captions (or ``(caption_1, caption_2)`` pairs); returns how many were new."""
+        """Queues unseen captions (or ``(caption_1, caption_2)`` pairs); returns how many were new.
+
+        Starts the worker when items wait (the learner submits every rollout, so a worker paused when the
+        last ``learn`` ended resumes with the next)."""
         with self._cond:
             new = 0
             for item in items:
@@ -148,8 +157,9 @@ class Annotator:
                     new += 1
             if new:
                 self._cond.notify()
-        if new and not self._closed:
-            self.start()
+            waiting = bool(self._queue or self._delayed)
+        if waiting and not self._closed:
+            self.start()  # also resumes a worker paused at the end of the last learn()
         return new
 
     def poll(self) -> list[tuple[Any, float | None]]:
@@ -178,6 +188,13 @@ class Annotator:
             "queue": float(self.queue_size),
         }
 
+    def pause(self) -> None:
+        """Stops taking new batches (called when ``learn`` ends): the batch in flight finishes within the
+        backend's deadline and is recorded, queued items wait for the next :meth:`submit` or :meth:`start`."""
+        with self._cond:
+            self._paused = True
+            self._cond.notify_all()
+
     def stop(self, timeout: float = 1.0) -> None:
         """Cancels the requests in flight and stops the worker, waiting at most ``timeout`` s. Queued items
         stay queued (their store claims are released or run out); :meth:`submit` or :meth:`start` resumes."""
@@ -190,6 +207,12 @@ class Annotator:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker is taking batches."""
+        with self._cond:
+            return self._running
 
     def close(self, timeout: float = 1.0) -> None:
         """Stops the worker for good and closes the backend (and the store, if this annotator opened it)."""
@@ -205,8 +228,23 @@ class Annotator:
 
     # ----- worker -----
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._running = False
+
+    def _keep_going(self) -> bool:
+        with self._cond:
+            if self._stop.is_set() or self._paused:
+                self._running = False  # decided under the lock: start() sees it and starts a fresh worker
+                return False
+            return True
+
+    def _loop(self) -> None:
         pause = self.retry_pause
-        while not self._stop.is_set():
+        while self._keep_going():
             try:
                 if not self._loaded:
                     self._load_store()

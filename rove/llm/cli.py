@@ -95,6 +95,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         quantile=None if args.quantile < 0 else args.quantile,
         seed=args.seed,
         device=args.device,
+        encoder=args.encoder,
     )
     print(
         f"trained on {report.num_train} pairs; held-out pairs: {report.num_val}, "
@@ -194,6 +195,9 @@ def add_llm_commands(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--quantile", type=float, default=0.5, help="reward threshold quantile; negative disables")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--encoder", choices=("lt_cnn", "light"), default="lt_cnn", help="lt_cnn: Motif's; light: Rove's smaller one"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="write the store as JSONL")

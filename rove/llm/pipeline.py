@@ -147,14 +147,32 @@ def train(
     quantile: float | None = 0.5,
     seed: int = 0,
     device: str = "auto",
+    encoder: str = "lt_cnn",
+    length: int = 256,
     progress: bool = True,
 ) -> TrainReport:
     """Step 4: trains the Bradley-Terry reward model on answered pairs (unknown answers are dropped, as in
-    Motif), fits the post-processing statistics over the stored captions and saves the model at ``out``."""
+    Motif), fits the post-processing statistics and saves the model at ``out``.
+
+    As Motif's ``scripts/train_reward.py``: the normalisation mean/std are over every caption of the pairs
+    (both sides, with repeats: frequent captions weigh more), the threshold quantile over the unique ones.
+    Deviation: Motif takes them over the training split only; Rove over all answered pairs (the held-out
+    fifth is drawn from the same distribution).
+
+    Args:
+        encoder: ``"lt_cnn"`` (Motif's) or ``"light"`` (see :mod:`rove.llm.reward_model`).
+        length: Caption bytes the model reads (Motif: 256).
+    """
     # torch loads only here: collecting and annotating must start fast (and resume fast after a crash).
     import torch
 
-    from rove.llm.reward_model import CaptionRewardModel, captions_to_bytes, fit_stats, train_preferences
+    from rove.llm.reward_model import (
+        CaptionModelConfig,
+        CaptionRewardModel,
+        captions_to_bytes,
+        fit_stats,
+        train_preferences,
+    )
 
     pairs = store.answered_pairs()
     if not pairs:
@@ -163,11 +181,11 @@ def train(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
     torch.manual_seed(seed)
-    model = CaptionRewardModel().to(dev)
+    model = CaptionRewardModel(CaptionModelConfig(encoder=encoder, length=length)).to(dev)
     report = train_preferences(
         model,
-        captions_to_bytes([a for a, _, _ in pairs]),
-        captions_to_bytes([b for _, b, _ in pairs]),
+        captions_to_bytes([a for a, _, _ in pairs], length),
+        captions_to_bytes([b for _, b, _ in pairs], length),
         np.array([y for _, _, y in pairs], dtype=np.float32),
         epochs=epochs,
         lr=lr,
@@ -176,6 +194,7 @@ def train(
         seed=seed,
         progress=progress,
     )
-    fit_stats(model, list(store.captions()), quantile)
+    observations = [c for a, b, _ in pairs for c in (a, b)]
+    fit_stats(model, observations, quantile, observations=observations)
     model.cpu().save(out)
     return report

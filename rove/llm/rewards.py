@@ -298,10 +298,10 @@ class _OnlineReward(CaptionReward):
         self.invalidate_cache()
 
     def on_learn_end(self) -> None:
-        """Called by the agent when ``learn`` returns or raises: cancels the annotator's requests in flight
-        and stops its worker (the next rollout's captions start it again)."""
+        """Called by the agent when ``learn`` returns or raises: the annotator takes no new batch (the one in
+        flight ends within the backend's deadline; the next rollout's captions resume it)."""
         if self.annotator is not None:
-            self.annotator.stop()
+            self.annotator.pause()
 
     def close(self) -> None:
         """Stops the background annotator (if any) for good."""

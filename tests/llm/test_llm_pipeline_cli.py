@@ -116,4 +116,4 @@ def test_motif_reward_of_trained_model_is_post_processed(tmp_path):
         torch.ones(t, 1, dtype=torch.bool),
     )
     reward = module.compute(rollout)[:, 0]
-    assert int((reward > 0).sum()) == len(EVENTS) // 2  # the median threshold zeroes the lower half
+    assert int((reward != 0).sum()) == len(EVENTS) // 2  # the median threshold zeroes the lower half

@@ -30,11 +30,11 @@ def test_smollm2_answers_motif_and_oni_prompts(smollm2_backend):
     ids = backend.encode([text])["input_ids"][0].tolist()
     bos = backend.tokenizer.bos_token_id
     assert ids[0] == bos and (len(ids) < 2 or ids[1] != bos)  # the template's own BOS, no second one
-    pairs = [("You picked up the yellow key.", ""), ("", "You opened the yellow door.")]
+    pairs = [("You picked up the yellow key.", "")]
     judgements = judge_pairs(backend, pairs, game="minigrid")
     assert all(j.error is None and j.answer.strip() for j in judgements)
     assert all(j.label in (None, 0.0, 0.5, 1.0) for j in judgements)
-    labels = judge_captions(backend, ["You collected wood.", "You are getting thirsty."], game="crafter")
+    labels = judge_captions(backend, ["You collected wood."], game="crafter")
     assert all(j.error is None and j.label in (None, 0.0, 1.0) for j in labels)
 
 

@@ -234,22 +234,37 @@ def test_unknown_goal_or_game_is_refused_at_construction():
         annotate(AnnotationStore(":memory:"), backend, goal="speed", progress=False)
 
 
-def test_learn_end_stops_the_annotator_and_cancels_requests(chat_server):
+def test_learn_end_stops_the_annotator_taking_work(chat_server):
+    # Before: the annotator went on asking the whole queue after learn() returned.
     from rove.agents import PPO
     from rove.envs.vector import make_vec
 
-    server = chat_server(mode="stall")
+    def slow(messages):
+        time.sleep(0.3)
+        return "helpful: yes"
+
+    server = chat_server(slow)
     envs = make_vec(None, env_fns=[CaptionEnv, CaptionEnv], seed=0)
-    backend = OpenAIBackend(server.base_url, "m", timeout=30, max_retries=0)
-    annotator = Annotator(backend, batch_size=4)
+    backend = OpenAIBackend(server.base_url, "m", timeout=30, max_retries=0, concurrency=2)
+    annotator = Annotator(backend, batch_size=2)
     module = intrinsic.make(
         "oni_retrieval", envs.single_observation_space, envs.single_action_space, annotator=annotator
     )
     model = PPO("auto", envs, intrinsic=module, n_envs=2, n_steps=16, n_epochs=1, seed=0, verbose=0)
     model.learn(64)
-    annotator._thread.join(2.0)  # stop() already waited up to 1 s
-    assert not annotator._thread.is_alive()
-    assert server.num_requests > 0  # it was asking, and the stalled request was cancelled
+    assert annotator.queue_size > 0  # work left when learning ended
+    deadline = time.monotonic() + 5
+    while annotator.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not annotator.running  # the batch in flight ended, no new one taken
+    asked = server.num_requests
+    time.sleep(1.0)
+    assert server.num_requests == asked and annotator.queue_size > 0
+    annotator.submit([])  # the next rollout's submit resumes it
+    deadline = time.monotonic() + 5
+    while server.num_requests == asked and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.num_requests > asked
     annotator.close()
     envs.close()
 

@@ -42,7 +42,7 @@ def _observe_all(module, rollout):
 def _constant_model(value):
     model = CaptionRewardModel()
     with torch.no_grad():
-        last = model.head[-1]
+        last = model.net.head[-1]
         last.weight.zero_()
         last.bias.fill_(value)
     return model
