@@ -43,9 +43,11 @@ def test_motif_pipeline_end_to_end_on_minigrid_with_smollm2(tmp_path, smollm2_ba
 
     env_id = "Rove/MiniGrid-DoorKey-5x5-v0"
     dataset = collect(env_id, 400, tmp_path / "captions.json", seed=0, progress=False)
-    assert len(dataset) >= 2
+    assert len(dataset) >= 2 and any(dataset.counts)
     store = AnnotationStore(tmp_path / "motif.db")
-    make_pairs(store, dataset, 6, seed=1)
+    make_pairs(store, dataset, 4, seed=1)  # count-weighted: mostly ties of the empty caption, never asked
+    events = [c for c in dataset.counts if c][:3]
+    store.add_pairs([(e, "") for e in events] + [("", events[0])])  # and pairs the LLM must judge
     counts = annotate(store, smollm2_backend, game="minigrid", chunk_size=8, max_attempts=1, progress=False)
     assert counts["pending"] == 0 and counts["failed"] == 0
     assert counts["done"] + counts["unknown"] == sum(store.pair_counts().values())
@@ -98,12 +100,13 @@ def served_smollm2(smollm2_dir):
     yield f"http://127.0.0.1:{port}/v1", str(smollm2_dir)
     proc.terminate()
     try:
-        proc.wait(20)
+        proc.wait(5)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_http_backend_and_oni_annotator_against_transformers_serve_during_ppo(served_smollm2):
     from rove.agents import PPO
     from rove.llm.annotator import Annotator
