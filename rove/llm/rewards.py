@@ -142,7 +142,7 @@ class CaptionReward(IntrinsicModule):
         )
         self.beta = float(beta)
         self.caption_key = caption_key
-        self.text_length = int(observation_space.spaces[caption_key].shape[0])
+        self.text_length = int(observation_space.spaces[caption_key].shape[0])  # type: ignore[index]
         self.cache_size = cache_size
         self._cache: dict[bytes, float] = {}
         self._memory: list[dict[bytes, int]] = []
@@ -326,7 +326,7 @@ class _OnlineReward(CaptionReward):
             if hasattr(self, name):
                 setattr(self, name, _Rows(self.text_length, self.device))
         if hasattr(self, "_trained_on"):
-            self._trained_on = set()
+            self._trained_on: set[Any] = set()
 
     def on_learn_end(self) -> None:
         """Called by the agent when ``learn`` returns or raises: the annotator takes no new batch (the one in

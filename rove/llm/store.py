@@ -60,10 +60,12 @@ def _dead_here(owner: str, host: str) -> bool:
 
 
 def _key(table: str, item: str | tuple[str, str]) -> tuple[str, ...]:
-    if table == "pairs":
-        a, b = item
-        return caption_hash(a), caption_hash(b)
-    return (caption_hash(item),)  # type: ignore[arg-type]
+    return tuple(caption_hash(t) for t in _texts(table, item))
+
+
+def _texts(table: str, item: str | tuple[str, str]) -> tuple[str, ...]:
+    """The caption texts of one item: a caption (labels) or a pair's two captions."""
+    return (item,) if isinstance(item, str) or table == "labels" else tuple(item)  # type: ignore[return-value]
 
 
 class AnnotationStore:
@@ -252,7 +254,7 @@ class AnnotationStore:
         claimed, answered, busy = [], {}, []
         with self._transaction() as conn:
             self._reap(conn)
-            self._add_texts(conn, [t for item in items for t in ((item,) if table == "labels" else item)])
+            self._add_texts(conn, [t for item in items for t in _texts(table, item)])
             where = " AND ".join(f"{c} = ?" for c in cols)
             for item in items:
                 key = _key(table, item)
@@ -336,7 +338,7 @@ class AnnotationStore:
         cols = _KEYS[table]
         where = " AND ".join(f"{c} = ?" for c in cols)
         with self._transaction() as conn:
-            self._add_texts(conn, [t for item, _ in results for t in ((item,) if table == "labels" else item)])
+            self._add_texts(conn, [t for item, _ in results for t in _texts(table, item)])
             for item, j in results:
                 key = _key(table, item)
                 conn.execute(
