@@ -173,4 +173,4 @@ def smollm2_backend(smollm2_dir):
     from rove.llm.backends import TransformersBackend
 
     torch.manual_seed(0)
-    return TransformersBackend(smollm2_dir, max_new_tokens=48, batch_size=8, device="cpu")
+    return TransformersBackend(smollm2_dir, max_new_tokens=24, batch_size=8, device="cpu")

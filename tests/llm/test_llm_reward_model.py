@@ -62,7 +62,7 @@ def test_bradley_terry_learns_synthetic_gold_preference():
     torch.manual_seed(0)
     train_caps, test_caps = _captions(rng, 300), _captions(np.random.default_rng(1), 200)
     a, b, y = _pairs(rng, train_caps, 3000)
-    model = CaptionRewardModel()
+    model = CaptionRewardModel(CaptionModelConfig(encoder="light"))
     report = train_preferences(model, a, b, y, epochs=6, lr=2e-3, batch_size=128, progress=False)
     assert report.num_val == 600 and report.val_accuracy >= 0.95
     # Held-out pairs of captions the model never saw.
@@ -73,7 +73,7 @@ def test_bradley_terry_learns_synthetic_gold_preference():
 
 def test_ties_train_towards_equal_rewards():
     torch.manual_seed(0)
-    model = CaptionRewardModel()
+    model = CaptionRewardModel(CaptionModelConfig(encoder="light"))
     a, b = captions_to_bytes(["You see gold."] * 64), captions_to_bytes(["You hit it."] * 64)
     train_preferences(
         model, a, b, np.full(64, 0.5, np.float32), epochs=30, lr=1e-2, batch_size=64, val_fraction=0, progress=False

@@ -177,7 +177,15 @@ def test_oni_classification_generalises_labels(gold_judge, wait_until):
 
 def test_oni_ranking_trains_bradley_terry_online_with_threshold(gold_judge, wait_until):
     module = intrinsic.make(
-        "oni_ranking", OBS, ACT, backend=_gold_backend(gold_judge), sample_every=1, train_steps=100, lr=3e-3, seed=0
+        "oni_ranking",
+        OBS,
+        ACT,
+        backend=_gold_backend(gold_judge),
+        sample_every=1,
+        train_steps=100,
+        lr=3e-3,
+        seed=0,
+        encoder="light",
     )
     caps = [f"You find {i} gold pieces." for i in range(10)] + [f"You hit the newt {i} times." for i in range(10)]
     rollout = _rollout([caps])
