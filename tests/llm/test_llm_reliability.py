@@ -290,3 +290,27 @@ def test_interpreter_exits_promptly_with_a_hung_server(tmp_path, chat_server):
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert time.monotonic() - start < 15.0
     assert server.num_requests >= 1
+
+
+def test_sb3_learn_end_pauses_the_annotator_too(chat_server):
+    from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rove.agents.sb3 import IntrinsicRewardCallback, rove_policy_kwargs
+
+    def slow(messages):
+        time.sleep(0.3)
+        return "helpful: yes"
+
+    server = chat_server(slow)
+    venv = DummyVecEnv([CaptionEnv, CaptionEnv])
+    annotator = Annotator(OpenAIBackend(server.base_url, "m", timeout=30, concurrency=2), batch_size=2)
+    module = intrinsic.make("oni_retrieval", venv.observation_space, venv.action_space, annotator=annotator)
+    model = SB3PPO("MultiInputPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, device="cpu",
+                   policy_kwargs=rove_policy_kwargs())  # fmt: skip
+    model.learn(32, callback=IntrinsicRewardCallback(module))
+    deadline = time.monotonic() + 5
+    while annotator.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not annotator.running and annotator.queue_size > 0
+    annotator.close()
