@@ -314,3 +314,20 @@ def test_sb3_learn_end_pauses_the_annotator_too(chat_server):
         time.sleep(0.05)
     assert not annotator.running and annotator.queue_size > 0
     annotator.close()
+
+
+def test_one_rejected_caption_never_blocks_the_online_annotator(chat_server, wait_until):
+    # Before: one HTTP 400 among the captions stopped all labelling forever.
+    server = chat_server(
+        lambda m: "helpful: yes", respond=lambda m: (400, b"bad") if "poison" in _caption_of(m) else None
+    )
+    backend = OpenAIBackend(server.base_url, "m", timeout=2)
+    annotator = Annotator(backend, batch_size=50, max_attempts=2, retry_delay=0.01, retry_pause=0.05)
+    captions = [f"caption {i}" for i in range(30)] + ["poison"]
+    annotator.submit(captions)
+    got = {}
+    assert wait_until(lambda: got.update(annotator.poll()) or len(got) == len(captions), timeout=20)
+    assert all(got[c] == 1.0 for c in captions[:-1]) and got["poison"] is None
+    assert annotator.num_failed == 1 and annotator.num_answered == 30
+    assert sum(_caption_of(m) == "poison" for m in server.requests) == 2
+    annotator.close()
