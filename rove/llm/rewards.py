@@ -150,9 +150,10 @@ class CaptionReward(IntrinsicModule):
 
     @classmethod
     def supports(cls, observation_space: spaces.Space) -> bool:
-        """A Dict space with a text key (``uint8[L]``); the constructor checks the ``caption_key`` chosen."""
+        """A Dict space with one of Rove's text keys (``caption``, ``text``: ``uint8[L]``); a module built
+        directly may read any other such key (``caption_key=``)."""
         return isinstance(observation_space, spaces.Dict) and any(
-            _is_text_space(sub) for sub in observation_space.spaces.values()
+            _is_text_space(observation_space.spaces[k]) for k in (CAPTION, "text") if k in observation_space.spaces
         )
 
     # ----- episodic counts -----
