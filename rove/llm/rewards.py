@@ -1,7 +1,8 @@
 """LLM-preference intrinsic rewards: Motif (offline) and ONI's three variants (online), over captions.
 
-All four read the ``caption`` observation key (``uint8[256]``, see ``rove.envs.core``) of ``s_{t+1}`` and
-share the post-processing of Motif (Klissarov et al. 2023) / ONI (Zheng et al. 2024)::
+All four read the ``caption`` observation key (``uint8[256]``, see ``rove.envs.core``; or any other
+NUL-padded ``uint8[L]`` key with ``caption_key=``) of ``s_{t+1}`` and share the post-processing of Motif
+(Klissarov et al. 2023) / ONI (Zheng et al. 2024)::
 
     r_int(s_{t+1}) = f(caption) / N_ep(caption) ** beta        (beta = 3)
 
