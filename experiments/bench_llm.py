@@ -75,6 +75,9 @@ class Args:
     )
     real_tokens: int = field(default=96, metadata={"help": "max_new_tokens of SmolLM2's answers"})
     real_timesteps: int = field(default=2048, metadata={"help": "PPO steps per run against the served model"})
+    real_server_nice: int = field(
+        default=0, metadata={"help": "run `transformers serve` under `nice -n` this (a shared CPU: learner first)"}
+    )
     out: str = field(default="runs/bench_llm.json", metadata={"help": "where the JSON results are written"})
 
 
@@ -268,7 +271,7 @@ def time_real_judge(args: Args, backend: Any) -> dict[str, Any]:
     return rows
 
 
-def _serve(folder: Path, port: int) -> Any:
+def _serve(folder: Path, port: int, nice: int = 0) -> Any:
     import subprocess
     import sys
     import urllib.request
@@ -276,6 +279,8 @@ def _serve(folder: Path, port: int) -> Any:
     exe = Path(sys.executable).with_name("transformers")
     cmd = [str(exe) if exe.exists() else "transformers", "serve", str(folder), "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--device", "cpu"]
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"}
     )
@@ -300,7 +305,7 @@ def time_real_server(args: Args, folder: Path) -> dict[str, Any]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = _serve(folder, port)
+    proc = _serve(folder, port, args.real_server_nice)
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
         results: dict[str, list[float]] = {"none": [], "oni_retrieval": []}
