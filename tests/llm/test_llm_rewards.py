@@ -13,7 +13,7 @@ from rove.intrinsic.types import Rollout
 from rove.llm.annotator import Annotator
 from rove.llm.backends import FunctionBackend, OpenAIBackend
 from rove.llm.reward_model import CaptionRewardModel
-from rove.llm.rewards import MotifReward, count_episodic
+from rove.llm.rewards import MotifReward, ONIClassification, ONIRanking, count_episodic
 from rove.llm.store import AnnotationStore
 
 NAMES = ["motif", "oni_retrieval", "oni_classification", "oni_ranking"]
@@ -42,7 +42,7 @@ def _observe_all(module, rollout):
 def _constant_model(value):
     model = CaptionRewardModel()
     with torch.no_grad():
-        last = model.head[-1]
+        last = model.net.head[-1]
         last.weight.zero_()
         last.bias.fill_(value)
     return model
@@ -138,7 +138,8 @@ def test_oni_retrieval_learns_labels_online_and_persists_them(tmp_path, gold_jud
     again = intrinsic.make(
         "oni_retrieval", OBS, ACT, backend=FunctionBackend(lambda m: calls.append(m) or "x"), store=db
     )
-    again.update(rollout)
+    # The worker reads the store (never the learner thread): the labels arrive with the next update.
+    assert wait_until(lambda: again.update(rollout) is not None and len(again.labels) == 3)
     _observe_all(again, rollout)
     assert again.compute(rollout).tolist() == [[1.0, 0.0], [0.0, 1.0]] and calls == []
     again.close()
@@ -157,7 +158,14 @@ def test_annotator_deduplicates_against_done_and_within_batch(gold_judge, wait_u
 
 def test_oni_classification_generalises_labels(gold_judge, wait_until):
     module = intrinsic.make(
-        "oni_classification", OBS, ACT, backend=_gold_backend(gold_judge), train_steps=150, lr=3e-3, seed=0
+        "oni_classification",
+        OBS,
+        ACT,
+        backend=_gold_backend(gold_judge),
+        train_steps=150,
+        lr=3e-3,
+        seed=0,
+        encoder="light",
     )
     caps = [f"You find {i} gold pieces." for i in range(8)] + [f"You hit the newt {i} times." for i in range(8)]
     rollout = _rollout([caps])
@@ -169,7 +177,15 @@ def test_oni_classification_generalises_labels(gold_judge, wait_until):
 
 def test_oni_ranking_trains_bradley_terry_online_with_threshold(gold_judge, wait_until):
     module = intrinsic.make(
-        "oni_ranking", OBS, ACT, backend=_gold_backend(gold_judge), sample_every=1, train_steps=100, lr=3e-3, seed=0
+        "oni_ranking",
+        OBS,
+        ACT,
+        backend=_gold_backend(gold_judge),
+        sample_every=1,
+        train_steps=100,
+        lr=3e-3,
+        seed=0,
+        encoder="light",
     )
     caps = [f"You find {i} gold pieces." for i in range(10)] + [f"You hit the newt {i} times." for i in range(10)]
     rollout = _rollout([caps])
@@ -202,3 +218,73 @@ def test_online_pipeline_never_waits_for_a_silent_annotator(chat_server):
     assert server.num_requests > 0
     for module in modules:
         module.close()
+
+
+def test_oni_ranking_pool_keeps_every_tenth_observation_with_duplicates():
+    # ONI's online_dataset_subsample=10 keeps observations, not unique captions, and nothing caps the pool.
+    module = intrinsic.make("oni_ranking", OBS, ACT, seed=0)
+    caps = ["It is dark."] * 18 + ["You find gold."] * 2  # one env, 20 steps per rollout
+    for _ in range(50):
+        module.compute(_rollout([[c] for c in caps]))
+    kept = [caps[i % 20] for i in range(0, 1000, 10)]
+    assert module.pool == {c: kept.count(c) for c in set(kept)}
+    assert module.pool_observations == 100
+    drawn = module._draw(4000)
+    assert abs(drawn.count("It is dark.") / 4000 - kept.count("It is dark.") / 100) < 0.03  # pairs follow frequency
+    assert "pool_size" not in ONIRanking.__init__.__code__.co_varnames
+
+
+def test_oni_classification_schedule_and_failed_parse_as_zero(wait_until, monkeypatch):
+    import rove.llm.rewards as rewards
+
+    assert ONIClassification.__init__.__kwdefaults__ == {
+        "train_steps": 32, "lr": 1e-4, "batch_size": 256, "max_labels": 25_000, "encoder": "lt_cnn",
+    }  # fmt: skip
+    encoded = []
+    real_add = rewards._Rows.add
+    monkeypatch.setattr(
+        rewards._Rows, "add", lambda self, rows, ys: encoded.append(len(ys)) or real_add(self, rows, ys)
+    )
+    backend = FunctionBackend(lambda m: "helpful: yes" if "gold" in m[1]["content"].split('message:\n"')[1] else "hmm")
+    module = intrinsic.make("oni_classification", OBS, ACT, backend=backend, encoder="light", seed=0)
+    module.annotator.max_attempts = 1
+    first = _rollout([["You find gold.", "A wall."]])
+    _drive(module, [first], wait_until, lambda: len(module.labels) == 2)
+    assert module.labels == {"You find gold.": 1.0, "A wall.": None}
+    assert module._examples.labels == [1.0, 0.0] or module._examples.labels == [0.0, 1.0]  # unknown counts as 0
+    _drive(module, [_rollout([["gold again", "A door."]])], wait_until, lambda: len(module.labels) == 4)
+    assert sum(encoded) == len(module.labels) == 4  # each label encoded once, not again at every update
+    module.close()
+
+
+def test_a_long_text_key_instead_of_caption(tmp_path, gold_judge, wait_until):
+    # Issue 15: a `text` key (NUL-padded uint8, thousands of bytes) read in place of `caption`.
+    length = 2048
+    space = spaces.Dict({"text": spaces.Box(0, 255, (length,), np.uint8)})
+    long_gold = "You see here 3 gold pieces. " + "The corridor goes on. " * 80
+    long_wall = "There is a wall here. " + "The corridor goes on. " * 80
+    rows = np.zeros((1, 2, length), np.uint8)
+    for j, text in enumerate([long_gold, long_wall]):
+        raw = text.encode("latin-1")
+        rows[0, j, : len(raw)] = np.frombuffer(raw, np.uint8)
+    obs = {"text": torch.as_tensor(rows)}
+    rollout = Rollout(
+        obs, torch.zeros(1, 2, dtype=torch.long), obs, torch.zeros(1, 2),
+        torch.ones(1, 2, dtype=torch.bool), torch.ones(1, 2, dtype=torch.bool),
+    )  # fmt: skip
+    assert len(long_gold) > 1000
+    db = str(tmp_path / "long.db")
+    module = intrinsic.make(
+        "oni_retrieval", space, ACT, backend=_gold_backend(gold_judge), store=db, caption_key="text"
+    )
+    _drive(module, [rollout], wait_until, lambda: len(module.labels) == 2)
+    assert module.compute(rollout).tolist() == [[1.0, 0.0]]
+    module.close()
+    assert AnnotationStore(db).labels() == {long_gold: 1.0, long_wall: 0.0}  # the store keeps the whole text
+    motif = intrinsic.make("motif", space, ACT, caption_key="text", seed=0)
+    assert motif.reward_model.length == length and motif.compute(rollout).shape == (1, 2)
+    ranking = intrinsic.make("oni_ranking", space, ACT, caption_key="text", sample_every=1, seed=0)
+    ranking.compute(rollout)
+    assert set(ranking.pool) == {long_gold, long_wall}
+    with pytest.raises(ValueError, match="'caption' key"):
+        intrinsic.make("oni_retrieval", space, ACT)

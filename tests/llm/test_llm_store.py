@@ -33,7 +33,7 @@ def test_first_answer_wins_and_unknown_is_not_a_label(tmp_path):
     store.record_pairs([("a", "b", Judgement(0.0, "late duplicate", False))])
     assert store.answered_pairs() == [("a", "b", 1.0)]
     assert store.answered_pairs(include_unknown=True)[1] == ("c", "d", None)
-    assert store.pair_counts() == {"pending": 0, "done": 1, "unknown": 1}
+    assert store.pair_counts() == {"pending": 0, "done": 1, "unknown": 1, "failed": 0}
     store.record_labels([("gold", Judgement(1.0, "y", False)), ("wall", Judgement(None, "?", True))])
     store.record_labels([("gold", Judgement(0.0, "again", False))])
     assert store.labels() == {"gold": 1.0} and store.labels(include_unknown=True)["wall"] is None
@@ -109,4 +109,4 @@ def test_pipeline_annotate_stops_with_error_on_dead_backend_keeping_answers(tmp_
     store.add_pairs(_pairs(8))
     with pytest.raises(Exception, match="went away"):
         annotate(store, Flaky(), chunk_size=4, progress=False)
-    assert store.pair_counts() == {"pending": 4, "done": 4, "unknown": 0}
+    assert store.pair_counts() == {"pending": 4, "done": 4, "unknown": 0, "failed": 0}

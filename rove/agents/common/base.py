@@ -355,7 +355,13 @@ class OnPolicyAlgorithm:
         :func:`rove.agents.common.utils.denormals_flushed`).
         """
         with denormals_flushed(self.flush_denormals):
-            return self._learn(total_timesteps, callback, log_interval, progress_bar, reset_num_timesteps)
+            try:
+                return self._learn(total_timesteps, callback, log_interval, progress_bar, reset_num_timesteps)
+            finally:
+                # An intrinsic module with background work (ONI's LLM annotator) stops it here.
+                on_learn_end = getattr(self.intrinsic, "on_learn_end", None)
+                if callable(on_learn_end):
+                    on_learn_end()
 
     def _learn(
         self,

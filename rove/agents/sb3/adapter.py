@@ -174,6 +174,12 @@ class IntrinsicRewardCallback(BaseCallback):
         self.logger.record(f"{prefix}/reward_max", float(self._reward.max()))
         self._rollout = None
 
+    def _on_training_end(self) -> None:
+        # An intrinsic module with background work (ONI's LLM annotator) stops it here, as in Rove's PPO.
+        on_learn_end = getattr(self.module, "on_learn_end", None)
+        if callable(on_learn_end):
+            on_learn_end()
+
     # ----- the step between collecting a rollout and GAE -----
     def _intrinsic_reward(self, buffer: RolloutBuffer, last_dones: np.ndarray) -> np.ndarray:
         """Called by the buffer before GAE: ``int_coef * module.compute(rollout)``, ``[n_steps, n_envs]``."""
