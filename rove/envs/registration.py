@@ -30,6 +30,18 @@ NETHACK_TASKS = (
     "NetHackOracleSober",
 )
 
+# Motif's own tasks (rl_baseline/tasks_nle.py registers them as -v1): id name -> Rove's task. Staircase and
+# Oracle: 50 on success, 0 otherwise; all with Motif's eat fix. The -v0 ids of the same names keep nle's scale.
+MOTIF_TASKS = {
+    "NetHackScore": "MotifScore",
+    "NetHackStaircase": "MotifStaircaseLvl2",
+    "NetHackStaircaseLvl2": "MotifStaircaseLvl2",
+    "NetHackStaircaseLvl3": "MotifStaircaseLvl3",
+    "NetHackStaircaseLvl4": "MotifStaircaseLvl4",
+    "NetHackOracle": "MotifOracle",
+    "NetHackOracleSober": "MotifOracleSober",
+}
+
 CRAFTER_TASKS = {"CrafterReward": True, "CrafterNoReward": False}
 
 
@@ -46,6 +58,13 @@ def register_envs() -> None:
     for task in NETHACK_TASKS:
         gym.register(
             id=f"{NAMESPACE}/{task}-v0",
+            entry_point="rove.envs.nethack.env:NetHackEnv",
+            kwargs={"task": task},
+            disable_env_checker=True,
+        )
+    for name, task in MOTIF_TASKS.items():
+        gym.register(
+            id=f"{NAMESPACE}/{name}-v1",
             entry_point="rove.envs.nethack.env:NetHackEnv",
             kwargs={"task": task},
             disable_env_checker=True,
