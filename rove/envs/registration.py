@@ -1,7 +1,10 @@
 """Registers every Rove environment with Gymnasium under the ``Rove/`` namespace.
 
 Entry points are strings, so registering imports no suite (nle, crafter) until an env is made.
-MiniGrid's ids are read from minigrid's own registrations, so every id it ships is mirrored.
+MiniGrid's ids are read from minigrid's own registrations, so every id it ships is mirrored (but the
+``MiniGrid-WFC-*`` ids, whose pattern files the minigrid wheel lacks). MiniHack's ids are a list in
+``rove/envs/minihack/tasks.py`` (importing minihack would import nle), checked against minihack's registry
+by the tests.
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ CRAFTER_TASKS = {"CrafterReward": True, "CrafterNoReward": False}
 def _minigrid_ids() -> list[str]:
     import minigrid  # noqa: F401  (registers MiniGrid and BabyAI ids on import)
 
-    return sorted(k for k in gym.registry if k.startswith(("MiniGrid-", "BabyAI-")) and "/" not in k)
+    # MiniGrid-WFC-*: minigrid 3.2.0's wheel lacks their pattern images, so they can never be reset.
+    return sorted(
+        k for k in gym.registry if k.startswith(("MiniGrid-", "BabyAI-")) and "/" not in k and "-WFC-" not in k
+    )
 
 
 def register_envs() -> None:
@@ -76,6 +82,15 @@ def register_envs() -> None:
             kwargs={"reward": reward},
             disable_env_checker=True,
         )
+    from rove.envs.minihack.tasks import MINIHACK_IDS  # a plain list: imports neither minihack nor nle
+
+    for env_id in MINIHACK_IDS:
+        gym.register(
+            id=f"{NAMESPACE}/{env_id}",
+            entry_point="rove.envs.minihack.env:MiniHackEnv",
+            kwargs={"env_id": env_id},
+            disable_env_checker=True,
+        )
     for env_id in _minigrid_ids():
         gym.register(
             id=f"{NAMESPACE}/{env_id}",
@@ -86,13 +101,18 @@ def register_envs() -> None:
 
 
 def rove_ids(suite: str | None = None) -> list[str]:
-    """All registered Rove ids, optionally only one suite's (``"nethack"``, ``"crafter"``, ``"minigrid"``)."""
+    """All registered Rove ids, optionally one suite's (``"nethack"``, ``"minihack"``, ``"crafter"``, ``"minigrid"``)."""
     register_envs()
     prefix = f"{NAMESPACE}/"
     ids = sorted(k for k in gym.registry if k.startswith(prefix))
     if suite is None:
         return ids
-    starts = {"nethack": ("NetHack",), "crafter": ("Crafter",), "minigrid": ("MiniGrid-", "BabyAI-")}
+    starts = {
+        "nethack": ("NetHack",),
+        "minihack": ("MiniHack-",),
+        "crafter": ("Crafter",),
+        "minigrid": ("MiniGrid-", "BabyAI-"),
+    }
     if suite not in starts:
         raise ValueError(f"unknown suite {suite!r}; choose from {sorted(starts)}")
     return [k for k in ids if k[len(prefix) :].startswith(starts[suite])]
