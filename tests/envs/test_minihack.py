@@ -59,7 +59,7 @@ def test_every_id_makes_resets_and_steps(env_id):
         assert isinstance(info["caption"], str)
         env.action_space.seed(0)
         for _ in range(5):
-            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            obs, _reward, terminated, truncated, info = env.step(env.action_space.sample())
             assert env.observation_space.contains(obs), env_id
             assert obs["state_key"][0] == pack_state_key(
                 int(obs["blstats"][nethack.NLE_BL_DNUM]),

@@ -252,10 +252,7 @@ class MiniHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if self._pending_quit is not None:
             pending, self._pending_quit = self._pending_quit, None
             type(t)._quit_game(t, *pending)
-        if end_status == self._status.DEATH:
-            end_reason = t.nethack.how_done().name.lower()
-        else:
-            end_reason = end_status.name.lower()
+        end_reason = t.nethack.how_done().name.lower() if end_status == self._status.DEATH else end_status.name.lower()
         success = end_status == self._status.TASK_SUCCESSFUL
         truncated = end_status == self._status.ABORTED
         info["episode"] = self._tracker.finish(success=success, end_reason=end_reason, score=score, depth=depth)
@@ -300,4 +297,3 @@ class MiniHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state["init_kwargs"])  # type: ignore[misc]
-
