@@ -235,3 +235,36 @@ def test_errors():
         CrafterEnv(length=0)
     with pytest.raises(ValueError, match="size"):
         CrafterEnv(size=(64,))
+
+
+def test_step_info_keeps_crafters_own_keys():
+    env = CrafterEnv(observation_keys=("inventory",))
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(0)
+    player = env.crafter_env._player
+    assert info["inventory"] == player.inventory and info["achievements"] == player.achievements
+    assert info["discount"] == 1.0
+    assert tuple(info["player_pos"]) == tuple(player.pos)
+    assert "semantic" not in info
+    with_semantic = CrafterEnv(observation_keys=("inventory",), semantic=True)
+    with_semantic.reset(seed=0)
+    semantic = with_semantic.step(0)[4]["semantic"]
+    assert semantic.shape == (64, 64)
+
+
+def test_text_names_a_creature_in_its_direction():
+    env = CrafterEnv(observation_keys=("text",))
+    obs, info = env.reset(seed=0)
+    assert decode_caption(obs["text"]) == info["text"]
+    player = env.crafter_env._player
+    cows = [o for o in env.crafter_env._world.objects if type(o).__name__ == "Cow"]
+    dx, dy = min(
+        ((int(c.pos[0] - player.pos[0]), int(c.pos[1] - player.pos[1])) for c in cows), key=lambda d: max(map(abs, d))
+    )
+    assert abs(dx) <= 4 and abs(dy) <= 3, "seed 0 starts with a cow in view"
+    words = ", ".join(
+        [f"{abs(dx)} {'east' if dx > 0 else 'west'}"] * bool(dx)
+        + [f"{abs(dy)} {'south' if dy > 0 else 'north'}"] * bool(dy)
+    )
+    assert f"cow: {words} (" in info["text"]
+    assert "Vitals: health 9, food 9, drink 9, energy 9" in info["text"]
