@@ -33,7 +33,8 @@ NETHACK_TASKS = (
     "NetHackOracleSober",
 )
 
-# Motif's own tasks (rl_baseline/tasks_nle.py registers them as -v1): id name -> Rove's task. Staircase and
+# Motif's own tasks (rl_baseline/tasks_nle.py registers them as -v1), as Rove/Motif-<name>-v1 (a name of their
+# own: a plain <name>-v1 would make Gymnasium call nle's -v0 out of date): id name -> Rove's task. Staircase and
 # Oracle: 50 on success, 0 otherwise; all with Motif's eat fix. The -v0 ids of the same names keep nle's scale.
 MOTIF_TASKS = {
     "NetHackScore": "MotifScore",
@@ -70,7 +71,7 @@ def register_envs() -> None:
         )
     for name, task in MOTIF_TASKS.items():
         gym.register(
-            id=f"{NAMESPACE}/{name}-v1",
+            id=f"{NAMESPACE}/Motif-{name}-v1",
             entry_point="rove.envs.nethack.env:NetHackEnv",
             kwargs={"task": task},
             disable_env_checker=True,
@@ -108,7 +109,7 @@ def rove_ids(suite: str | None = None) -> list[str]:
     if suite is None:
         return ids
     starts = {
-        "nethack": ("NetHack",),
+        "nethack": ("NetHack", "Motif-NetHack"),
         "minihack": ("MiniHack-",),
         "crafter": ("Crafter",),
         "minigrid": ("MiniGrid-", "BabyAI-"),

@@ -391,3 +391,42 @@ def test_final_observation_is_the_game_before_quitting_with_or_without_copies():
     for key in finals[0]:
         np.testing.assert_array_equal(finals[0][key], finals[1][key])
     assert b"Really quit" not in bytes(finals[1]["message"])
+
+
+def test_motif_tasks_use_motifs_reward_and_eat_fix():
+    from rove.envs.nethack.tasks import motif_eat_action
+
+    prompt = b"What do you want to eat? [fghi or ?*]"
+    assert motif_eat_action(prompt, ord("y")) == ord("f")  # the first listed item
+    assert motif_eat_action(prompt, ord("k")) == ord(" ")
+    assert motif_eat_action(b"You see here an apple.", ord("y")) == ord("y")
+    motif_env, nle_env = gym.make("Rove/Motif-NetHackStaircaseLvl3-v1"), gym.make("Rove/NetHackStaircaseLvl3-v0")
+    motif_env.reset(seed=0)
+    nle_env.reset(seed=0)
+    motif, nle_scale = motif_env.unwrapped.nle_env, nle_env.unwrapped.nle_env
+    status = motif.StepStatus
+    obs = nle_scale.last_observation
+    assert motif._reward_fn(obs, 0, obs, status.TASK_SUCCESSFUL) == 50.0
+    assert motif._reward_fn(obs, 0, obs, status.RUNNING) == 0.0
+    assert nle_scale._reward_fn(obs, 0, obs, status.TASK_SUCCESSFUL) != 50.0
+
+
+def test_text_and_progression_on_nethack():
+    env = gym.make("Rove/NetHackScore-v0", observation_keys=("glyphs", "blstats", "text"))
+    obs, info = env.reset(seed=1)
+    x, y = int(obs["blstats"][0]), int(obs["blstats"][1])
+    pets = np.argwhere((obs["glyphs"] >= nethack.GLYPH_PET_OFF) & (obs["glyphs"] < nethack.GLYPH_INVIS_OFF))
+    assert len(pets) == 1
+    (row, col) = pets[0]
+    from rove.envs.nethack.text import direction
+
+    assert f"(monster): {direction(int(col) - x, int(row) - y)}" in info["text"]
+    assert info["text"].startswith("Message: Hello Agent")
+    for _ in range(30):
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        if terminated or truncated:
+            break
+    from rove.envs.nethack.progress import milestone_progression
+
+    assert milestone_progression(2, 1) == pytest.approx(0.015392269075361172)
+    assert milestone_progression(1, 1) == 0.0

@@ -19,8 +19,9 @@ Rewards of these ``Rove/...-v0`` variants are nle's: task success +1, -0.01 on s
 advance (the scale of nle's own Staircase/Oracle).
 
 Motif's own tasks (facebookresearch/motif ``rl_baseline/tasks_nle.py``, registered there as ``-v1``), here the
-``Motif*`` tasks behind ``Rove/NetHackScore-v1``, ``Rove/NetHackStaircase-v1`` (= level 2),
-``Rove/NetHackStaircaseLvl{2,3,4}-v1``, ``Rove/NetHackOracle-v1`` and ``Rove/NetHackOracleSober-v1``:
+``Motif*`` tasks behind ``Rove/Motif-NetHackScore-v1``, ``Rove/Motif-NetHackStaircase-v1`` (= level 2),
+``Rove/Motif-NetHackStaircaseLvl{2,3,4}-v1``, ``Rove/Motif-NetHackOracle-v1`` and
+``Rove/Motif-NetHackOracleSober-v1``:
 
 * Staircase and Oracle tasks give 50 on success and 0 on every other step (no time penalty); Motif's Oracle
   and OracleSober subclass its Staircase, so they share that reward.
