@@ -10,6 +10,7 @@ from rove.envs.core import (
     encode_caption,
     encode_text,
 )
+from rove.envs.noisy_tv import NoisyTV
 from rove.envs.registration import check_env_id, register_envs, rove_ids
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "STATE_KEY",
     "TEXT",
     "TEXT_BYTES",
+    "NoisyTV",
     "check_env_id",
     "decode_caption",
     "encode_caption",

@@ -305,3 +305,21 @@ def test_state_key_is_exact_and_pose_key_is_not(env_id):
                 break
     assert any(len(states) > 1 for states in by_pose_key.values())  # pose keys collide on these rollouts
     assert len(by_state_key) > len(by_pose_key)
+
+
+def test_text_places_the_key_relative_to_the_agent():
+    env = MiniGridEnv(DOORKEY, observation_keys=("image", "text"))
+    obs, info = env.reset(seed=0)
+    assert decode_caption(obs["text"]) == info["text"]
+    assert info["text"].startswith(f"Mission: {env.mission}\n")
+    kx, ky = find(env, "key")
+    ax, ay = env.agent_pos
+    fx, fy = [(1, 0), (0, 1), (-1, 0), (0, -1)][env.agent_dir]  # minigrid's DIR_TO_VEC
+    rx, ry = -fy, fx  # the agent's right hand
+    ahead, right = (kx - ax) * fx + (ky - ay) * fy, (kx - ax) * rx + (ky - ay) * ry
+    words = [f"{abs(ahead)} {'ahead' if ahead > 0 else 'behind'}"] * bool(ahead)
+    words += [f"{abs(right)} {'right' if right > 0 else 'left'}"] * bool(right)
+    assert f"yellow key: {', '.join(words)}\n" in info["text"]
+    face(env, (kx, ky))
+    env.step(PICKUP)
+    assert env.step(LEFT)[4]["text"].endswith("You carry: yellow key")

@@ -36,19 +36,22 @@ from rove.envs.core import (
     CAPTION,
     CAPTION_BYTES,
     STATE_KEY,
+    TEXT,
     EpisodeTracker,
     caption_space,
     check_discrete_action,
     encode_caption,
+    encode_text,
     resolve_observation_keys,
     state_key_space,
+    text_space,
 )
-from rove.envs.minigrid import captions
+from rove.envs.minigrid import captions, text
 from rove.envs.minigrid.captions import DROP, FORWARD, PICKUP, TOGGLE
 
 _KEY_TEMPLATE = np.zeros(1, dtype=np.int64)
 POSE_KEY = "pose_key"
-AVAILABLE_KEYS = ("image", "direction", "mission", CAPTION, STATE_KEY, POSE_KEY)
+AVAILABLE_KEYS = ("image", "direction", "mission", CAPTION, STATE_KEY, POSE_KEY, TEXT)
 DEFAULT_KEYS = ("image", "direction", CAPTION, STATE_KEY)
 MISSION_BYTES = CAPTION_BYTES
 
@@ -113,7 +116,7 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
     Args:
         env_id: a MiniGrid/BabyAI id as minigrid registers it, e.g. ``"MiniGrid-DoorKey-8x8-v0"``.
         observation_keys: keys to compute, from ``("image", "direction", "mission", "caption", "state_key",
-            "pose_key")``;
+            "pose_key", "text")``;
             ``None`` gives ``("image", "direction", "caption", "state_key")``.
         **minigrid_kwargs: passed to the minigrid env's constructor (``max_steps``, ``agent_view_size``,
             ``render_mode``, ``size``, ...). Unknown names raise a TypeError listing the accepted ones.
@@ -125,6 +128,8 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         view size (7 by default). ``direction``: ``Discrete(4)``. ``mission``: uint8 ``[256]`` mission text.
         ``caption``: uint8 ``[256]``. ``state_key``: int64 ``[1]``, exact (:meth:`state_key`).
         ``pose_key``: int64 ``[1]``, pose + carried object + door bits (:meth:`pose_key`).
+        ``text``: uint8 ``[4096]``, ``rove.envs.minigrid.text``'s view (mission, visible objects placed relative
+        to the agent, carried object); the string is also ``info["text"]``.
 
     ``info["caption"]`` holds the caption text on every step; ``info["episode"]`` at the end of an episode is
     ``{"r", "l", "success"}`` where ``success`` means the mission was completed (terminated with a positive
@@ -164,6 +169,7 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
             CAPTION: caption_space(),
             STATE_KEY: state_key_space(),
             POSE_KEY: state_key_space(),
+            TEXT: text_space(),
         }
         self.observation_space = spaces.Dict({k: all_spaces[k] for k in self.observation_keys})
 
@@ -174,6 +180,7 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         self._want_caption = CAPTION in keys
         self._want_state_key = STATE_KEY in keys
         self._want_pose_key = POSE_KEY in keys
+        self._want_text = TEXT in keys
 
         self._tracker = EpisodeTracker()
         self._doors: list[Any] = []
@@ -222,7 +229,8 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         if self._want_mission:
             encode_caption(env.mission, self._mission)
         self._tracker.reset()
-        return self._observation(raw, ""), {CAPTION: ""}
+        info: dict[str, Any] = {CAPTION: ""}
+        return self._with_text(self._observation(raw, ""), info), info
 
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         a = check_discrete_action(action, self._num_actions, self._name)
@@ -254,7 +262,7 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         info: dict[str, Any] = {**raw_info, CAPTION: caption} if raw_info else {CAPTION: caption}
         if terminated or truncated:
             info["episode"] = self._tracker.finish(success=bool(terminated and reward > 0))
-        return self._observation(raw, caption), reward, bool(terminated), bool(truncated), info
+        return self._with_text(self._observation(raw, caption), info), reward, bool(terminated), bool(truncated), info
 
     def render(self) -> Any:
         return self._env.render()
@@ -281,6 +289,12 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
             key = _KEY_TEMPLATE.copy()
             key[0] = self.pose_key()
             obs[POSE_KEY] = key
+        return obs
+
+    def _with_text(self, obs: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+        if self._want_text:
+            info[TEXT] = text.describe(self._env)
+            obs[TEXT] = encode_text(info[TEXT])
         return obs
 
     def _read_doors(self) -> int:
