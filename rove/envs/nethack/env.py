@@ -155,9 +155,9 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     ``info["caption"]`` (the message text) and ``info["end_status"]`` (nle's ``StepStatus``) are in every
     step's info; at the end of an episode ``info["episode"] = {"r", "l", "score", "depth", "end_reason",
-    "success", "progression"}`` with ``end_reason`` one of ``"task_successful"``, ``"aborted"`` (nle's step
-    limit: a truncation) or NetHack's cause of the game's end (``"died"``, ``"starving"``, ``"quit"``,
-    ``"ascended"``, ...), ``success`` whether the task's goal was reached (``end_reason == "task_successful"``)
+    "progression"}`` (+ ``"success"`` on tasks with a goal) with ``end_reason`` one of ``"task_successful"``,
+    ``"aborted"`` (nle's step limit: a truncation) or NetHack's cause of the game's end (``"died"``, ``"starving"``, ``"quit"``,
+    ``"ascended"``, ...), ``success`` whether the goal was reached (Staircase, Oracle, ...; not on Score)
     and ``progression`` BALROG's progression metric (``rove.envs.nethack.progress``: the largest human-data
     milestone value of the depths and experience levels reached, in [0, 1]).
 
@@ -548,13 +548,15 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             end_reason = self._task.nethack.how_done().name.lower()
         else:
             end_reason = end_status.name.lower()
-        return self._tracker.finish(
-            score=int(blstats[nethack.NLE_BL_SCORE]),
-            depth=int(blstats[nethack.NLE_BL_DEPTH]),
-            end_reason=end_reason,
-            success=end_status == getattr(status, "TASK_SUCCESSFUL", None),
-            progression=self._progress.progression,
-        )
+        metrics: dict[str, Any] = {
+            "score": int(blstats[nethack.NLE_BL_SCORE]),
+            "depth": int(blstats[nethack.NLE_BL_DEPTH]),
+            "end_reason": end_reason,
+            "progression": self._progress.progression,
+        }
+        if hasattr(status, "TASK_SUCCESSFUL"):  # tasks with a goal (Staircase, Oracle, ...); not Score
+            metrics["success"] = end_status == status.TASK_SUCCESSFUL
+        return self._tracker.finish(**metrics)
 
     def _text(self, obs: tuple[np.ndarray, ...], observation: dict[str, np.ndarray]) -> str:
         """The text view of ``obs``; also written into ``observation["text"]``."""
