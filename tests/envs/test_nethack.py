@@ -430,3 +430,17 @@ def test_text_and_progression_on_nethack():
 
     assert milestone_progression(2, 1) == pytest.approx(0.015392269075361172)
     assert milestone_progression(1, 1) == 0.0
+
+
+def test_episode_reports_progression_and_success_where_a_task_has_a_goal():
+    for env_id, has_goal in (("Rove/NetHackScore-v0", False), ("Rove/NetHackStaircase-v0", True)):
+        env = gym.make(env_id, max_steps=3)
+        env.reset(seed=0)
+        for _ in range(3):
+            *_, info = env.step(0)
+        episode = info["episode"]
+        assert episode["progression"] == 0.0  # still on Dlvl 1 at Xp 1
+        assert ("success" in episode) == has_goal
+        if has_goal:
+            assert episode["success"] is False
+        env.close()
