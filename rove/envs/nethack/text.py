@@ -84,22 +84,30 @@ def _decode(row: np.ndarray) -> str:
     return row.tobytes().split(b"\0", 1)[0].decode("latin-1").strip()
 
 
+def _kind_table() -> np.ndarray:
+    table = np.zeros(nethack.MAX_GLYPH + 1, dtype=np.int8)
+    for glyph in range(nethack.MAX_GLYPH):
+        kind = glyph_kind(glyph)
+        table[glyph] = 0 if kind is None else _KINDS.index(kind) + 1
+    return table
+
+
+_KINDS = ("monster", "object", "feature")
+_KIND_OF_GLYPH = _kind_table()
+
+
 def describe_things(glyphs: np.ndarray, screen_descriptions: np.ndarray, x: int, y: int) -> list[str]:
     """The ``You see:`` lines: visible monsters, objects and features, nearest first (ties: row-major order)."""
-    cells = []
-    for row, col in zip(*np.nonzero(glyphs != nethack.GLYPH_CMAP_OFF), strict=True):  # S_stone: unseen rock
-        if row == y and col == x:
-            continue  # the agent itself
-        kind = glyph_kind(int(glyphs[row, col]))
-        if kind is None:
-            continue
-        dx, dy = int(col) - x, int(row) - y
-        cells.append((max(abs(dx), abs(dy)), int(row), int(col), dx, dy, kind))
-    cells.sort()
+    kinds = _KIND_OF_GLYPH[glyphs]
+    kinds[y, x] = 0  # the agent itself
+    rows, cols = np.nonzero(kinds)
+    dist = np.maximum(np.abs(cols - x), np.abs(rows - y))
+    order = np.lexsort((cols, rows, dist))[:MAX_THINGS]  # by distance, then row, then column
     lines = []
-    for _, row, col, dx, dy, kind in cells[:MAX_THINGS]:
+    for i in order.tolist():
+        row, col = int(rows[i]), int(cols[i])
         name = _decode(screen_descriptions[row, col]) or "something"
-        lines.append(f"{name} ({kind}): {direction(dx, dy)}")
+        lines.append(f"{name} ({_KINDS[kinds[row, col] - 1]}): {direction(col - x, row - y)}")
     return lines
 
 
