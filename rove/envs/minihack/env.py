@@ -25,6 +25,7 @@ The vector env's fast path (``BufferedEnv``) is NetHack's only: MiniHack's step 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -158,7 +159,11 @@ class MiniHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
         try:
-            self._task = cls(observation_keys=mh_keys, rove_nle_keys=nle_order, **kwargs)
+            with warnings.catch_warnings():
+                # minihack builds its MiniGrid-ported levels from minigrid ids it chose (MultiRoom-N4-S5-v0),
+                # which minigrid calls out of date: nothing a Rove user can act on.
+                warnings.filterwarnings("ignore", message=r".*MiniGrid-.* is out of date", category=DeprecationWarning)
+                self._task = cls(observation_keys=mh_keys, rove_nle_keys=nle_order, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{name}: {exc}") from exc
         t = self._task

@@ -18,6 +18,7 @@ Two things are fixed while building a task:
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 NOT_REGISTERED = {
@@ -89,7 +90,10 @@ MINIHACK_IDS = (
 def import_minihack() -> Any:
     """Imports minihack (registering its ids) or raises an ImportError that says what to install."""
     try:
-        import minihack
+        with warnings.catch_warnings():
+            # minihack's own import of pkg_resources warns that it is deprecated: nothing a user can act on.
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            import minihack
     except ModuleNotFoundError as exc:
         if exc.name == "pkg_resources":
             raise ImportError(
