@@ -107,6 +107,14 @@ def test_seed_determinism():
     assert not np.array_equal(obs_a[0]["image"], obs_c[0]["image"])
 
 
+def _same_rest(a: list | tuple, b: list | tuple) -> bool:
+    """Reward, flags and info of two steps are equal (``info["player_pos"]`` is crafter's numpy array)."""
+    (*flags_a, info_a), (*flags_b, info_b) = a, b
+    info_a, info_b = dict(info_a), dict(info_b)
+    same_pos = np.array_equal(info_a.pop("player_pos", None), info_b.pop("player_pos", None))
+    return list(flags_a) == list(flags_b) and same_pos and info_a == info_b
+
+
 @pytest.mark.parametrize("seed", [0, 2])
 def test_same_seed_same_episode_across_instances(seed):
     # Raw crafter 1.8.3 diverges here within ~10 steps: it picks which creature despawns from a set ordered
@@ -117,7 +125,7 @@ def test_same_seed_same_episode_across_instances(seed):
         env.reset(seed=seed)
     for a in actions:
         (obs_a, *rest_a), (obs_b, *rest_b) = (env.step(a) for env in envs)
-        assert obs_a["state_key"] == obs_b["state_key"] and rest_a == rest_b
+        assert obs_a["state_key"] == obs_b["state_key"] and _same_rest(rest_a, rest_b)
         worlds = [env.crafter_env._world for env in envs]
         assert [tuple(o.pos) for o in worlds[0].objects] == [tuple(o.pos) for o in worlds[1].objects]
         if rest_a[1] or rest_a[2]:
@@ -142,7 +150,7 @@ def test_pickle_mid_episode():
     clone = pickle.loads(pickle.dumps(env))
     for a in np.random.default_rng(2).integers(0, 17, size=30):
         got, want = clone.step(a), env.step(a)
-        assert _same_obs(got[0], want[0]) and got[1:] == want[1:]
+        assert _same_obs(got[0], want[0]) and _same_rest(got[1:], want[1:])
 
 
 # -- captions, achievements and statistics on scripted scenarios --

@@ -44,8 +44,9 @@ def rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> tuple[
 
 
 def test_every_task_is_registered():
-    assert len(NETHACK_IDS) == 13
+    assert len(NETHACK_IDS) == 20  # 13 on nle's scale (-v0), Motif's 7 (-v1)
     assert "Rove/NetHackStaircaseLvl3-v0" in NETHACK_IDS and "Rove/NetHackOracleSober-v0" in NETHACK_IDS
+    assert "Rove/Motif-NetHackStaircaseLvl3-v1" in NETHACK_IDS and "Rove/Motif-NetHackOracleSober-v1" in NETHACK_IDS
 
 
 @pytest.mark.parametrize("env_id", NETHACK_IDS)
@@ -146,7 +147,7 @@ def test_nle_step_limit_is_a_truncation_with_episode_stats():
     assert truncated and not terminated
     episode = info["episode"]
     assert episode["l"] == 5 and episode["end_reason"] == "aborted" and episode["depth"] == 1
-    assert set(episode) == {"r", "l", "score", "depth", "end_reason"}
+    assert set(episode) == {"r", "l", "score", "depth", "end_reason", "progression"}
     with pytest.raises(gym.error.ResetNeeded):
         env.step(0)
     env.reset()  # A new game starts after the limit.

@@ -270,7 +270,7 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
             "inventory": inventory,
             "achievements": achievements,
             "discount": raw_info["discount"],
-            "player_pos": raw_info["player_pos"],
+            "player_pos": np.array(raw_info["player_pos"]),
         }
         if self._semantic:
             info["semantic"] = raw_info["semantic"]
