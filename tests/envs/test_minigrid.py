@@ -287,7 +287,10 @@ def _full_state(env: MiniGridEnv) -> bytes:
     return repr((cells, tuple(int(v) for v in inner.agent_pos), int(inner.agent_dir), carried)).encode()
 
 
-@pytest.mark.parametrize("env_id", ["MiniGrid-DoorKey-8x8-v0", "MiniGrid-UnlockPickup-v0", "BabyAI-GoToLocal-v0"])
+@pytest.mark.parametrize(
+    "env_id",
+    ["MiniGrid-DoorKey-8x8-v0", "MiniGrid-UnlockPickup-v0", "BabyAI-GoToLocal-v0", "MiniGrid-Dynamic-Obstacles-8x8-v0"],
+)
 def test_state_key_is_exact_and_pose_key_is_not(env_id):
     """Random rollouts: a state key never stands for two different states; the pose key does (a moved key...)."""
     env = MiniGridEnv(env_id, observation_keys=("state_key", "pose_key"))

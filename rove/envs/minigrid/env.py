@@ -186,6 +186,8 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         self._doors: list[Any] = []
         self._door_bits = 0
         self._exact_key = True
+        self._grid_cells = []
+        self._grid_digest = b""
         self._mission = np.zeros(MISSION_BYTES, dtype=np.uint8)
 
     # -- access to the wrapped minigrid env (scripted tests, planners, renderers) --
@@ -226,6 +228,8 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         self._doors = [cell for cell in env.grid.grid if cell is not None and cell.type == "door"]
         self._exact_key = len(self._doors) <= _MAX_EXACT_DOORS and env.width <= 256 and env.height <= 256
         self._door_bits = self._read_doors()
+        self._grid_cells: list[int] = []  # id() of each cell's object when the grid digest was taken
+        self._grid_digest = b""
         if self._want_mission:
             encode_caption(env.mission, self._mission)
         self._tracker.reset()
@@ -234,6 +238,8 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
 
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         a = check_discrete_action(action, self._num_actions, self._name)
+        if a == TOGGLE:
+            self._grid_cells = []  # toggling changes an object in place (a door's state): re-encode the grid
         env = self._env
         carried = env.carrying
         if a == TOGGLE:
@@ -308,13 +314,19 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
 
         ``grid.encode()`` is minigrid's own full description of the grid (object type, colour and state of
         every cell), so every change of the world (an object moved, picked up or dropped, a box opened, a
-        door toggled, an obstacle that moved) changes the key. Deterministic across processes.
+        door toggled, an obstacle that moved) changes the key. Deterministic across processes. The grid is
+        re-encoded only when an object was placed, removed or moved (the cells' objects changed: pickup, drop,
+        moving obstacles) or after a toggle (which changes a door in place).
         """
         env = self._env
+        cells = list(map(id, env.grid.grid))
+        if cells != self._grid_cells:  # an object was placed, removed or moved (or an action may have changed one)
+            self._grid_cells = cells
+            self._grid_digest = env.grid.encode().tobytes()
         carried = env.carrying
         x, y = env.agent_pos
         agent = bytes((int(x) & 0xFF, int(y) & 0xFF, int(env.agent_dir), *(carried.encode() if carried else (0, 0, 0))))
-        digest = hashlib.blake2b(env.grid.encode().tobytes() + agent, digest_size=8).digest()
+        digest = hashlib.blake2b(self._grid_digest + agent, digest_size=8).digest()
         return int.from_bytes(digest, "little", signed=True)
 
     def pose_key(self) -> int:
