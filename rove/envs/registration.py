@@ -125,6 +125,15 @@ def check_env_id(env_id: str) -> str:
     full = env_id if "/" in env_id else f"{NAMESPACE}/{env_id}"
     if full in gym.registry:
         return full
+    from rove.envs.minihack.tasks import NOT_REGISTERED
+
+    name = full.split("/", 1)[1]
+    if name in NOT_REGISTERED:
+        raise gym.error.NameNotFound(f"{env_id!r} is not registered in Rove: it {NOT_REGISTERED[name]}")
+    if name.startswith("MiniGrid-WFC-"):
+        raise gym.error.NameNotFound(
+            f"{env_id!r} is not registered in Rove: the minigrid wheel lacks its pattern files, so it can never reset"
+        )
     close = difflib.get_close_matches(full, rove_ids(), n=5, cutoff=0.6)
     hint = f" Did you mean one of {close}?" if close else " See rove.envs.rove_ids() for the list."
     raise gym.error.NameNotFound(f"unknown Rove environment id {env_id!r}.{hint}")

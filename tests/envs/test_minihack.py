@@ -145,3 +145,10 @@ def test_text_names_a_known_monster_in_its_direction():
     assert "Status: HP " in text and "Inventory:\na - " in text
     _, _, _, _, info = env.step(_key_index(env, E))  # one step closer
     assert "jackal (monster): 2 east\n" in info["text"]
+
+
+def test_unregistered_ids_say_why():
+    with pytest.raises(gym.error.NameNotFound, match="Boxoban level files"):
+        rove.envs.check_env_id("MiniHack-Boxoban-Hard-v0")
+    with pytest.raises(gym.error.NameNotFound, match="pattern files"):
+        rove.envs.check_env_id("Rove/MiniGrid-WFC-MazeSimple-v0")
