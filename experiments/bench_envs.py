@@ -514,9 +514,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def bench_text(suite: Suite, args: Args, steps: int, repeats: int) -> list[dict[str, Any]]:
-    """The Rove env with and without the ``text`` observation key (same seeds and actions); MiniGrid has none."""
-    if suite.name == "minigrid":
-        return []
+    """The Rove env with and without the ``text`` observation key (same seeds and actions)."""
     actions = np.random.default_rng(args.seed).integers(0, suite.num_actions, size=steps)
 
     def reset(env: Any, seed: int) -> None:
