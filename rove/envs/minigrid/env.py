@@ -186,7 +186,7 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         self._doors: list[Any] = []
         self._door_bits = 0
         self._exact_key = True
-        self._grid_cells = []
+        self._grid_cells: list[int] = []  # id() of each cell's object when the grid digest was taken
         self._grid_digest = b""
         self._mission = np.zeros(MISSION_BYTES, dtype=np.uint8)
 
@@ -228,7 +228,7 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         self._doors = [cell for cell in env.grid.grid if cell is not None and cell.type == "door"]
         self._exact_key = len(self._doors) <= _MAX_EXACT_DOORS and env.width <= 256 and env.height <= 256
         self._door_bits = self._read_doors()
-        self._grid_cells: list[int] = []  # id() of each cell's object when the grid digest was taken
+        self._grid_cells = []
         self._grid_digest = b""
         if self._want_mission:
             encode_caption(env.mission, self._mission)
