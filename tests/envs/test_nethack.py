@@ -445,3 +445,17 @@ def test_episode_reports_progression_and_success_where_a_task_has_a_goal():
         if has_goal:
             assert episode["success"] is False
         env.close()
+
+
+def test_motif_eat_fix_eats_the_first_listed_item():
+    eat, yes = TASK_ACTIONS.index(ord("e")), TASK_ACTIONS.index(ord("y"))
+    captions = {}
+    for env_id in ("Rove/Motif-NetHackScore-v1", "Rove/NetHackScore-v0"):
+        env = gym.make(env_id, observation_keys=("blstats", "caption"))
+        env.reset(seed=1)  # a Monk with food rations (f), apples, oranges and fortune cookies
+        assert env.step(eat)[4]["caption"].startswith("What do you want to eat? [fghi")
+        obs, *_, info = env.step(yes)
+        captions[env_id] = (info["caption"], int(obs["blstats"][nethack.NLE_BL_HUNGER]))
+        env.close()
+    assert captions["Rove/Motif-NetHackScore-v1"] == ("You're finally finished.", 0)  # ate the ration: satiated
+    assert captions["Rove/NetHackScore-v0"][0].startswith("What do you want to eat?")  # 'y' is no item letter
