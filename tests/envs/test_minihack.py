@@ -152,3 +152,15 @@ def test_unregistered_ids_say_why():
         rove.envs.check_env_id("MiniHack-Boxoban-Hard-v0")
     with pytest.raises(gym.error.NameNotFound, match="pattern files"):
         rove.envs.check_env_id("Rove/MiniGrid-WFC-MazeSimple-v0")
+
+
+def test_a_skill_task_succeeds_through_its_reward_manager():
+    env = _make("MiniHack-Eat-Fixed-v0", observation_keys=("blstats", "caption"))
+    env.reset(seed=0)  # the apple lies 2 west, 2 north of the agent
+    for key in "yy":
+        env.step(_key_index(env, ord(key)))  # north-west, twice: onto the apple
+    _, _, terminated, _, info = env.step(_key_index(env, ord("e")))
+    assert not terminated and info["caption"].startswith("There is an apple here; eat it?")
+    _, reward, terminated, truncated, info = env.step(_key_index(env, ord("y")))
+    assert terminated and not truncated and reward == 1.0
+    assert info["episode"]["success"] is True and info["episode"]["end_reason"] == "task_successful"
