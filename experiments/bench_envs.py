@@ -32,6 +32,13 @@ What is compared, exactly:
   (no target) compares with what a user who does not use Rove writes: ``SyncVectorEnv`` over nle's own
   ``gym.make("NetHackScore-v0", observation_keys=...)`` (no caption info, state key or episode statistics).
 
+(c) **text view**: the Rove env with its keys vs the same env with the ``text`` key added (issue 15): the ratio
+    is the share of throughput kept when the text view is computed on every step (1/ratio - 1 is its cost
+    relative to the rest of the step). No target.
+
+MiniHack (``--suites minihack``, not in the default list): minihack's ``gym.make("MiniHack-MultiRoom-N4-v0",
+observation_keys=("glyphs", "blstats", "message"))`` vs ``Rove/MiniHack-MultiRoom-N4-v0`` with the same keys.
+
 Targets (issue 2): wrapper/raw >= 0.90 on NetHack and >= 0.95 on MiniGrid and Crafter; Rove's vector env >=
 1.5x ``SyncVectorEnv`` on NetHack. Absolute numbers depend on the machine and its load; the ratios are the
 result. Prints a Markdown table and writes it as JSON to ``--out``.
@@ -68,7 +75,8 @@ from rove.experiments.args import parse_dataclass_args
 @dataclass
 class Args:
     suites: str = field(
-        default="nethack,minigrid,crafter", metadata={"help": "comma-separated suites: nethack, minigrid, crafter"}
+        default="nethack,minigrid,crafter",
+        metadata={"help": "comma-separated suites: nethack, minihack, minigrid, crafter"},
     )
     repeats: int = field(default=5, metadata={"help": "interleaved repeats per comparison; medians are reported"})
     slices: int = field(
@@ -118,6 +126,12 @@ def _raw_minigrid() -> gym.Env:
     return gym.make("MiniGrid-DoorKey-8x8-v0")
 
 
+def _raw_minihack() -> gym.Env:
+    import minihack  # noqa: F401  (registers its ids)
+
+    return gym.make("MiniHack-MultiRoom-N4-v0", observation_keys=("glyphs", "blstats", "message"))
+
+
 def _raw_crafter() -> Any:
     import crafter
 
@@ -137,6 +151,18 @@ SUITES = {
         1.5,
         _raw_nethack,
         raw_vector=True,
+    ),
+    "minihack": Suite(
+        "minihack",
+        "minihack MiniHack-MultiRoom-N4-v0",
+        "Rove/MiniHack-MultiRoom-N4-v0",
+        ("glyphs", "blstats", "message"),
+        8,
+        3000,
+        200,
+        0.90,
+        None,
+        _raw_minihack,
     ),
     "minigrid": Suite(
         "minigrid",
@@ -487,6 +513,25 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def bench_text(suite: Suite, args: Args, steps: int, repeats: int) -> list[dict[str, Any]]:
+    """The Rove env with and without the ``text`` observation key (same seeds and actions)."""
+    actions = np.random.default_rng(args.seed).integers(0, suite.num_actions, size=steps)
+
+    def reset(env: Any, seed: int) -> None:
+        _seed_single(env, seed, False)
+
+    def run(env: Any, chunk: np.ndarray) -> Timing:
+        return _time_single(env, chunk, False, suite.time_resets)
+
+    factories = {
+        "plain": partial(gym.make, suite.rove_id, observation_keys=suite.keys),
+        "text": partial(gym.make, suite.rove_id, observation_keys=(*suite.keys, "text")),
+    }
+    results = measure(factories, reset, run, actions, repeats, args.slices, args.seed)
+    row = _row(results, "plain", "text", comparison="text view", baseline=suite.rove_id, rove=f"{suite.rove_id} + text")
+    return [row]
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     try:
@@ -508,6 +553,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for bench, n, label in (
             (bench_wrapper, steps, "wrapper"),
             (bench_vector, vec_steps, f"vector x{args.num_envs}"),
+            (bench_text, steps, "text view"),
         ):
             print(f"[bench_envs] {name}: {label} ...", file=sys.stderr, flush=True)
             try:

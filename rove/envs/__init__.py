@@ -1,15 +1,29 @@
-"""Rove's environment suite: NetHack, Crafter and MiniGrid behind one interface (see ``core``)."""
+"""Rove's environment suite: NetHack, MiniHack, Crafter and MiniGrid behind one interface (see ``core``)."""
 
-from rove.envs.core import CAPTION, CAPTION_BYTES, STATE_KEY, decode_caption, encode_caption
+from rove.envs.core import (
+    CAPTION,
+    CAPTION_BYTES,
+    STATE_KEY,
+    TEXT,
+    TEXT_BYTES,
+    decode_caption,
+    encode_caption,
+    encode_text,
+)
+from rove.envs.noisy_tv import NoisyTV
 from rove.envs.registration import check_env_id, register_envs, rove_ids
 
 __all__ = [
     "CAPTION",
     "CAPTION_BYTES",
     "STATE_KEY",
+    "TEXT",
+    "TEXT_BYTES",
+    "NoisyTV",
     "check_env_id",
     "decode_caption",
     "encode_caption",
+    "encode_text",
     "make_vec",
     "register_envs",
     "rove_ids",

@@ -10,7 +10,13 @@ are shared by all suites, and computed only when asked for in ``observation_keys
     bytes so that vector envs can batch it. The same text is always in ``info["caption"]``.
 ``state_key``
     ``int64[1]``: an exact (or hashed) key of the agent's situation for count-based bonuses
-    (NetHack depth+position, MiniGrid pose+carried object+door states, Crafter position+inventory).
+    (NetHack/MiniHack dungeon+level+position, MiniGrid the whole grid state+pose+carried object, Crafter
+    position+inventory).
+``text``
+    ``uint8[TEXT_BYTES]`` (4096): a description in words of what the agent perceives now (NetHack/MiniHack:
+    message, nearby monsters/objects/features with direction and distance, status line, inventory; Crafter:
+    visible materials and creatures, inventory, vitals; MiniGrid: mission and visible objects), NUL-padded
+    latin-1 bytes, truncated to 4096 bytes. The full string is in ``info["text"]``. Computed only when asked for.
 
 At the end of an episode ``info["episode"]`` holds ``{"r": return, "l": length, ...}`` plus the suite's
 own metrics (Crafter achievements, NetHack score/depth/end reason, MiniGrid success).
@@ -30,9 +36,11 @@ import numpy as np
 from gymnasium import spaces
 
 CAPTION_BYTES = 256
+TEXT_BYTES = 4096
 CAPTION = "caption"
 STATE_KEY = "state_key"
-ROVE_KEYS = (CAPTION, STATE_KEY)
+TEXT = "text"
+ROVE_KEYS = (CAPTION, STATE_KEY, TEXT)
 
 
 # (reward, terminated, truncated, info["caption"], info.get("episode")) of one buffered step.
@@ -59,6 +67,18 @@ class BufferedEnv(Protocol):
 
 def caption_space() -> spaces.Box:
     return spaces.Box(0, 255, shape=(CAPTION_BYTES,), dtype=np.uint8)
+
+
+def text_space() -> spaces.Box:
+    return spaces.Box(0, 255, shape=(TEXT_BYTES,), dtype=np.uint8)
+
+
+def encode_text(text: str) -> np.ndarray:
+    """``text`` as a fresh NUL-padded ``uint8[TEXT_BYTES]`` array of latin-1 bytes (truncated to ``TEXT_BYTES``)."""
+    out = np.zeros(TEXT_BYTES, dtype=np.uint8)
+    raw = text.encode("latin-1", errors="replace")[:TEXT_BYTES]
+    out[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return out
 
 
 def state_key_space() -> spaces.Box:

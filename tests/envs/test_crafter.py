@@ -72,7 +72,9 @@ def test_dynamics_do_not_depend_on_rendering():
     night = 0
     for a in actions:
         a_out, b_out = with_image.step(a), without.step(a)
-        assert np.array_equal(a_out[0]["state_key"], b_out[0]["state_key"]) and a_out[1:] == b_out[1:]
+        assert np.array_equal(a_out[0]["state_key"], b_out[0]["state_key"]) and a_out[1:4] == b_out[1:4]
+        info_a, info_b = dict(a_out[4]), dict(b_out[4])
+        assert np.array_equal(info_a.pop("player_pos"), info_b.pop("player_pos")) and info_a == info_b
         night += with_image.crafter_env._world.daylight < 0.5
         if a_out[2] or a_out[3]:
             break
@@ -105,6 +107,14 @@ def test_seed_determinism():
     assert not np.array_equal(obs_a[0]["image"], obs_c[0]["image"])
 
 
+def _same_rest(a: list | tuple, b: list | tuple) -> bool:
+    """Reward, flags and info of two steps are equal (``info["player_pos"]`` is crafter's numpy array)."""
+    (*flags_a, info_a), (*flags_b, info_b) = a, b
+    info_a, info_b = dict(info_a), dict(info_b)
+    same_pos = np.array_equal(info_a.pop("player_pos", None), info_b.pop("player_pos", None))
+    return list(flags_a) == list(flags_b) and same_pos and info_a == info_b
+
+
 @pytest.mark.parametrize("seed", [0, 2])
 def test_same_seed_same_episode_across_instances(seed):
     # Raw crafter 1.8.3 diverges here within ~10 steps: it picks which creature despawns from a set ordered
@@ -115,7 +125,7 @@ def test_same_seed_same_episode_across_instances(seed):
         env.reset(seed=seed)
     for a in actions:
         (obs_a, *rest_a), (obs_b, *rest_b) = (env.step(a) for env in envs)
-        assert obs_a["state_key"] == obs_b["state_key"] and rest_a == rest_b
+        assert obs_a["state_key"] == obs_b["state_key"] and _same_rest(rest_a, rest_b)
         worlds = [env.crafter_env._world for env in envs]
         assert [tuple(o.pos) for o in worlds[0].objects] == [tuple(o.pos) for o in worlds[1].objects]
         if rest_a[1] or rest_a[2]:
@@ -140,7 +150,7 @@ def test_pickle_mid_episode():
     clone = pickle.loads(pickle.dumps(env))
     for a in np.random.default_rng(2).integers(0, 17, size=30):
         got, want = clone.step(a), env.step(a)
-        assert _same_obs(got[0], want[0]) and got[1:] == want[1:]
+        assert _same_obs(got[0], want[0]) and _same_rest(got[1:], want[1:])
 
 
 # -- captions, achievements and statistics on scripted scenarios --
@@ -235,3 +245,36 @@ def test_errors():
         CrafterEnv(length=0)
     with pytest.raises(ValueError, match="size"):
         CrafterEnv(size=(64,))
+
+
+def test_step_info_keeps_crafters_own_keys():
+    env = CrafterEnv(observation_keys=("inventory",))
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(0)
+    player = env.crafter_env._player
+    assert info["inventory"] == player.inventory and info["achievements"] == player.achievements
+    assert info["discount"] == 1.0
+    assert tuple(info["player_pos"]) == tuple(player.pos)
+    assert "semantic" not in info
+    with_semantic = CrafterEnv(observation_keys=("inventory",), semantic=True)
+    with_semantic.reset(seed=0)
+    semantic = with_semantic.step(0)[4]["semantic"]
+    assert semantic.shape == (64, 64)
+
+
+def test_text_names_a_creature_in_its_direction():
+    env = CrafterEnv(observation_keys=("text",))
+    obs, info = env.reset(seed=0)
+    assert decode_caption(obs["text"]) == info["text"]
+    player = env.crafter_env._player
+    cows = [o for o in env.crafter_env._world.objects if type(o).__name__ == "Cow"]
+    dx, dy = min(
+        ((int(c.pos[0] - player.pos[0]), int(c.pos[1] - player.pos[1])) for c in cows), key=lambda d: max(map(abs, d))
+    )
+    assert abs(dx) <= 4 and abs(dy) <= 3, "seed 0 starts with a cow in view"
+    words = ", ".join(
+        [f"{abs(dx)} {'east' if dx > 0 else 'west'}"] * bool(dx)
+        + [f"{abs(dy)} {'south' if dy > 0 else 'north'}"] * bool(dy)
+    )
+    assert f"cow: {words} (" in info["text"]
+    assert "Vitals: health 9, food 9, drink 9, energy 9" in info["text"]

@@ -277,3 +277,52 @@ def test_errors():
         MiniGridEnv("MiniGrid-DoorKey-8x9-v0")
     with pytest.raises(gym.error.Error):
         gym.make("Rove/MiniGrid-DoorKey-8x9-v0")
+
+
+def _full_state(env: MiniGridEnv) -> bytes:
+    """The complete state, computed apart from the adapter: every grid cell, the agent's pose, the carried object."""
+    inner = env.minigrid_env
+    cells = [cell.encode() if cell is not None else None for cell in inner.grid.grid]
+    carried = inner.carrying.encode() if inner.carrying is not None else None
+    return repr((cells, tuple(int(v) for v in inner.agent_pos), int(inner.agent_dir), carried)).encode()
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    ["MiniGrid-DoorKey-8x8-v0", "MiniGrid-UnlockPickup-v0", "BabyAI-GoToLocal-v0", "MiniGrid-Dynamic-Obstacles-8x8-v0"],
+)
+def test_state_key_is_exact_and_pose_key_is_not(env_id):
+    """Random rollouts: a state key never stands for two different states; the pose key does (a moved key...)."""
+    env = MiniGridEnv(env_id, observation_keys=("state_key", "pose_key"))
+    rng = np.random.default_rng(0)
+    by_state_key: dict[int, bytes] = {}
+    by_pose_key: dict[int, set[bytes]] = {}
+    for episode in range(15):
+        obs, _ = env.reset(seed=episode)
+        for _ in range(300):
+            full = _full_state(env)
+            assert by_state_key.setdefault(int(obs["state_key"][0]), full) == full
+            by_pose_key.setdefault(int(obs["pose_key"][0]), set()).add(full)
+            obs, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+            if terminated or truncated:
+                break
+    assert any(len(states) > 1 for states in by_pose_key.values())  # pose keys collide on these rollouts
+    assert len(by_state_key) > len(by_pose_key)
+
+
+def test_text_places_the_key_relative_to_the_agent():
+    env = MiniGridEnv(DOORKEY, observation_keys=("image", "text"))
+    obs, info = env.reset(seed=0)
+    assert decode_caption(obs["text"]) == info["text"]
+    assert info["text"].startswith(f"Mission: {env.mission}\n")
+    kx, ky = find(env, "key")
+    ax, ay = env.agent_pos
+    fx, fy = [(1, 0), (0, 1), (-1, 0), (0, -1)][env.agent_dir]  # minigrid's DIR_TO_VEC
+    rx, ry = -fy, fx  # the agent's right hand
+    ahead, right = (kx - ax) * fx + (ky - ay) * fy, (kx - ax) * rx + (ky - ay) * ry
+    words = [f"{abs(ahead)} {'ahead' if ahead > 0 else 'behind'}"] * bool(ahead)
+    words += [f"{abs(right)} {'right' if right > 0 else 'left'}"] * bool(right)
+    assert f"yellow key: {', '.join(words)}\n" in info["text"]
+    face(env, (kx, ky))
+    env.step(PICKUP)
+    assert env.step(LEFT)[4]["text"].endswith("You carry: yellow key")

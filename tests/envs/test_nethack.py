@@ -44,8 +44,9 @@ def rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> tuple[
 
 
 def test_every_task_is_registered():
-    assert len(NETHACK_IDS) == 13
+    assert len(NETHACK_IDS) == 20  # 13 on nle's scale (-v0), Motif's 7 (-v1)
     assert "Rove/NetHackStaircaseLvl3-v0" in NETHACK_IDS and "Rove/NetHackOracleSober-v0" in NETHACK_IDS
+    assert "Rove/Motif-NetHackStaircaseLvl3-v1" in NETHACK_IDS and "Rove/Motif-NetHackOracleSober-v1" in NETHACK_IDS
 
 
 @pytest.mark.parametrize("env_id", NETHACK_IDS)
@@ -146,7 +147,7 @@ def test_nle_step_limit_is_a_truncation_with_episode_stats():
     assert truncated and not terminated
     episode = info["episode"]
     assert episode["l"] == 5 and episode["end_reason"] == "aborted" and episode["depth"] == 1
-    assert set(episode) == {"r", "l", "score", "depth", "end_reason"}
+    assert set(episode) == {"r", "l", "score", "depth", "end_reason", "progression"}
     with pytest.raises(gym.error.ResetNeeded):
         env.step(0)
     env.reset()  # A new game starts after the limit.
@@ -391,3 +392,70 @@ def test_final_observation_is_the_game_before_quitting_with_or_without_copies():
     for key in finals[0]:
         np.testing.assert_array_equal(finals[0][key], finals[1][key])
     assert b"Really quit" not in bytes(finals[1]["message"])
+
+
+def test_motif_tasks_use_motifs_reward_and_eat_fix():
+    from rove.envs.nethack.tasks import motif_eat_action
+
+    prompt = b"What do you want to eat? [fghi or ?*]"
+    assert motif_eat_action(prompt, ord("y")) == ord("f")  # the first listed item
+    assert motif_eat_action(prompt, ord("k")) == ord(" ")
+    assert motif_eat_action(b"You see here an apple.", ord("y")) == ord("y")
+    motif_env, nle_env = gym.make("Rove/Motif-NetHackStaircaseLvl3-v1"), gym.make("Rove/NetHackStaircaseLvl3-v0")
+    motif_env.reset(seed=0)
+    nle_env.reset(seed=0)
+    motif, nle_scale = motif_env.unwrapped.nle_env, nle_env.unwrapped.nle_env
+    status = motif.StepStatus
+    obs = nle_scale.last_observation
+    assert motif._reward_fn(obs, 0, obs, status.TASK_SUCCESSFUL) == 50.0
+    assert motif._reward_fn(obs, 0, obs, status.RUNNING) == 0.0
+    assert nle_scale._reward_fn(obs, 0, obs, status.TASK_SUCCESSFUL) != 50.0
+
+
+def test_text_and_progression_on_nethack():
+    env = gym.make("Rove/NetHackScore-v0", observation_keys=("glyphs", "blstats", "text"))
+    obs, info = env.reset(seed=1)
+    x, y = int(obs["blstats"][0]), int(obs["blstats"][1])
+    pets = np.argwhere((obs["glyphs"] >= nethack.GLYPH_PET_OFF) & (obs["glyphs"] < nethack.GLYPH_INVIS_OFF))
+    assert len(pets) == 1
+    (row, col) = pets[0]
+    from rove.envs.nethack.text import direction
+
+    assert f"(monster): {direction(int(col) - x, int(row) - y)}" in info["text"]
+    assert info["text"].startswith("Message: Hello Agent")
+    for _ in range(30):
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        if terminated or truncated:
+            break
+    from rove.envs.nethack.progress import milestone_progression
+
+    assert milestone_progression(2, 1) == pytest.approx(0.015392269075361172)
+    assert milestone_progression(1, 1) == 0.0
+
+
+def test_episode_reports_progression_and_success_where_a_task_has_a_goal():
+    for env_id, has_goal in (("Rove/NetHackScore-v0", False), ("Rove/NetHackStaircase-v0", True)):
+        env = gym.make(env_id, max_steps=3)
+        env.reset(seed=0)
+        for _ in range(3):
+            *_, info = env.step(0)
+        episode = info["episode"]
+        assert episode["progression"] == 0.0  # still on Dlvl 1 at Xp 1
+        assert ("success" in episode) == has_goal
+        if has_goal:
+            assert episode["success"] is False
+        env.close()
+
+
+def test_motif_eat_fix_eats_the_first_listed_item():
+    eat, yes = TASK_ACTIONS.index(ord("e")), TASK_ACTIONS.index(ord("y"))
+    captions = {}
+    for env_id in ("Rove/Motif-NetHackScore-v1", "Rove/NetHackScore-v0"):
+        env = gym.make(env_id, observation_keys=("blstats", "caption"))
+        env.reset(seed=1)  # a Monk with food rations (f), apples, oranges and fortune cookies
+        assert env.step(eat)[4]["caption"].startswith("What do you want to eat? [fghi")
+        obs, *_, info = env.step(yes)
+        captions[env_id] = (info["caption"], int(obs["blstats"][nethack.NLE_BL_HUNGER]))
+        env.close()
+    assert captions["Rove/Motif-NetHackScore-v1"] == ("You're finally finished.", 0)  # ate the ration: satiated
+    assert captions["Rove/NetHackScore-v0"][0].startswith("What do you want to eat?")  # 'y' is no item letter

@@ -27,13 +27,17 @@ from rove.envs.core import (
     CAPTION,
     CAPTION_BYTES,
     STATE_KEY,
+    TEXT,
     EpisodeTracker,
     caption_space,
     check_discrete_action,
     encode_caption,
+    encode_text,
     resolve_observation_keys,
     state_key_space,
+    text_space,
 )
+from rove.envs.crafter import text as crafter_text
 from rove.envs.crafter.captions import describe
 
 try:
@@ -43,20 +47,31 @@ except ImportError as exc:  # pragma: no cover - crafter is a core dependency
     raise ImportError("Rove's Crafter envs need the crafter package: pip install crafter==1.8.3") from exc
 
 _KEY_TEMPLATE = np.zeros(1, dtype=np.int64)
-AVAILABLE_KEYS = ("image", "inventory", CAPTION, STATE_KEY)
+AVAILABLE_KEYS = ("image", "inventory", CAPTION, STATE_KEY, TEXT)
 DEFAULT_KEYS = ("image", CAPTION, STATE_KEY)
 ACHIEVEMENTS: tuple[str, ...] = tuple(crafter_constants.achievements)
 INVENTORY_ITEMS: tuple[str, ...] = tuple(crafter_constants.items)
 NUM_ACTIONS = len(crafter_constants.actions)
-_CONSTRUCTOR_ARGS = ("reward", "observation_keys", "size", "area", "view", "length", "max_steps", "render_mode")
+_CONSTRUCTOR_ARGS = (
+    "reward",
+    "observation_keys",
+    "size",
+    "area",
+    "view",
+    "length",
+    "max_steps",
+    "render_mode",
+    "semantic",
+)
 
 
 class _CrafterCore(crafter.Env):
     """``crafter.Env`` that renders only when asked to (same RNG stream) and despawns deterministically."""
 
-    def __init__(self, render_image: bool, **kwargs: Any) -> None:
+    def __init__(self, render_image: bool, semantic: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.render_image = render_image
+        self.semantic = semantic
         # LocalView draws one uniform per pixel of its canvas (grid * unit) for night noise.
         unit = self._size // self._view
         self._night_draws = int(np.prod(self._local_view._grid * unit))
@@ -88,6 +103,10 @@ class _CrafterCore(crafter.Env):
             if away:
                 self._world.remove(obj)
 
+    def _sem_view(self) -> np.ndarray | None:
+        # crafter builds the semantic map on every step for its info; only when asked for here.
+        return super()._sem_view() if self.semantic else None
+
     def _obs(self) -> np.ndarray | None:
         if self.render_image:
             return self.render()
@@ -109,13 +128,17 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
     Args:
         reward: ``True`` for Crafter's reward (+1 per first unlock of an achievement in an episode, ±0.1 per
             health point); ``False`` for the reward-free variant (reward always 0; statistics still kept).
-        observation_keys: keys to compute, from ``("image", "inventory", "caption", "state_key")``; ``None``
-            gives ``("image", "caption", "state_key")``.
+        observation_keys: keys to compute, from ``("image", "inventory", "caption", "state_key", "text")``;
+            ``None`` gives ``("image", "caption", "state_key")``. ``text`` is ``rove.envs.crafter.text``'s view
+            (visible materials and creatures with direction and distance, inventory, vitals), also in
+            ``info["text"]``.
         size: rendered frame size in pixels (int or ``(w, h)``).
         area: world size in cells (int or pair).
         view: local view in cells (int or pair; 9 as in the paper, the bottom rows show the inventory).
         length: step limit of an episode (truncation), ``None`` for none.
         render_mode: ``None`` or ``"rgb_array"``.
+        semantic: if True, every step's info has crafter's ``semantic`` map (int ``[area]``; crafter computes it
+            on every step, Rove only when asked).
         max_steps: same as ``length`` (overrides it): the step-limit name every Rove suite shares, since
             ``gym.make(id, max_episode_steps=N)`` adds Gymnasium's ``TimeLimit``, whose truncations carry no
             episode statistics.
@@ -126,6 +149,8 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         ``state_key``: int64 ``[1]``, a 64-bit hash of position, facing and inventory.
 
     ``terminated`` is True when the player dies, ``truncated`` when ``length`` steps are reached.
+    Every step's info keeps crafter's own keys: ``inventory``, ``achievements`` (counts), ``discount`` (0 on
+    death, else 1), ``player_pos``, and ``semantic`` when ``semantic=True``.
     ``info["episode"]`` at the end of an episode is ``{"r", "l", "achievements", "crafter_return"}`` with
     ``achievements`` mapping each of the 22 names in :data:`ACHIEVEMENTS` to 1 if unlocked in the episode,
     else 0, and ``crafter_return`` the sum of Crafter's own reward (also in the reward-free variant).
@@ -144,6 +169,7 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         length: int | None = 10000,
         render_mode: str | None = None,
         max_steps: int | None = None,
+        semantic: bool = False,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -162,6 +188,7 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         size_wh = _pair(size, "size")
         self._env = _CrafterCore(
             render_image="image" in self.observation_keys,
+            semantic=bool(semantic),
             area=_pair(area, "area"),
             view=_pair(view, "view"),
             size=size_wh,
@@ -177,6 +204,7 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
             "inventory": spaces.Box(0, item_max, dtype=np.int32),
             CAPTION: caption_space(),
             STATE_KEY: state_key_space(),
+            TEXT: text_space(),
         }
         self.observation_space = spaces.Dict({k: all_spaces[k] for k in self.observation_keys})
         keys = set(self.observation_keys)
@@ -184,6 +212,8 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         self._want_inventory = "inventory" in keys
         self._want_caption = CAPTION in keys
         self._want_state_key = STATE_KEY in keys
+        self._want_text = TEXT in keys
+        self._semantic = bool(semantic)
 
         self._seeded = False
         self._tracker = EpisodeTracker()
@@ -214,7 +244,12 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         self._sleeping = player.sleeping
         self._tracker.reset()
         self._crafter_return = 0.0
-        return self._observation(image, ""), {CAPTION: ""}
+        info: dict[str, Any] = {CAPTION: ""}
+        obs = self._observation(image, "")
+        if self._want_text:
+            info[TEXT] = crafter_text.describe(env)
+            obs[TEXT] = encode_text(info[TEXT])
+        return obs, info
 
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         a = check_discrete_action(action, NUM_ACTIONS, "CrafterEnv")
@@ -230,13 +265,25 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         self._crafter_return += raw_info["reward"]
         terminated = inventory["health"] <= 0
         truncated = bool(done) and not terminated
-        info: dict[str, Any] = {CAPTION: caption}
+        info: dict[str, Any] = {
+            CAPTION: caption,
+            "inventory": inventory,
+            "achievements": achievements,
+            "discount": raw_info["discount"],
+            "player_pos": np.array(raw_info["player_pos"]),
+        }
+        if self._semantic:
+            info["semantic"] = raw_info["semantic"]
         if done:
             info["episode"] = self._tracker.finish(
                 achievements={name: int(achievements[name] > 0) for name in ACHIEVEMENTS},
                 crafter_return=self._crafter_return,
             )
-        return self._observation(image, caption), reward, terminated, truncated, info
+        obs = self._observation(image, caption)
+        if self._want_text:
+            info[TEXT] = crafter_text.describe(env)
+            obs[TEXT] = encode_text(info[TEXT])
+        return obs, reward, terminated, truncated, info
 
     def render(self) -> Any:
         """The current frame (``render_mode="rgb_array"``), drawn without touching the world's RNG."""

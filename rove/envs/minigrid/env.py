@@ -5,7 +5,13 @@ Every id that minigrid registers (``MiniGrid-DoorKey-8x8-v0``, ``BabyAI-GoToLoca
 point (no Gymnasium wrappers in between) and adds, only when asked for:
 
 - ``caption``: sentences from events ("You picked up the yellow key.", "You opened the blue door.");
-- ``state_key``: agent position, direction, carried object and the open/locked state of every door;
+- ``state_key``: the exact state: a 64-bit digest (BLAKE2b) of the whole grid as minigrid encodes it (every
+  cell's object, colour and state: keys, balls and boxes where they lie, doors open/closed/locked), the agent's
+  position and direction and the carried object. Two different states share a key only by a hash collision
+  (probability about n^2 / 2^65 for n distinct states).
+- ``pose_key``: the cheaper key of earlier Rove versions: position, direction, carried object and the
+  open/locked bits of the doors. Not exact: a moved key, ball or box, or an opened box, shares the key of the
+  state it came from;
 - ``mission``: the mission text as NUL-padded bytes, so vector envs can batch it.
 
 MiniGrid steps take about 120 µs, so the per-step work here is a handful of attribute reads: events are
@@ -15,6 +21,7 @@ detected only for the actions that can cause them, and the door states are re-re
 from __future__ import annotations
 
 import difflib
+import hashlib
 import inspect
 from collections.abc import Iterable
 from typing import Any
@@ -29,22 +36,26 @@ from rove.envs.core import (
     CAPTION,
     CAPTION_BYTES,
     STATE_KEY,
+    TEXT,
     EpisodeTracker,
     caption_space,
     check_discrete_action,
     encode_caption,
+    encode_text,
     resolve_observation_keys,
     state_key_space,
+    text_space,
 )
-from rove.envs.minigrid import captions
+from rove.envs.minigrid import captions, text
 from rove.envs.minigrid.captions import DROP, FORWARD, PICKUP, TOGGLE
 
 _KEY_TEMPLATE = np.zeros(1, dtype=np.int64)
-AVAILABLE_KEYS = ("image", "direction", "mission", CAPTION, STATE_KEY)
+POSE_KEY = "pose_key"
+AVAILABLE_KEYS = ("image", "direction", "mission", CAPTION, STATE_KEY, POSE_KEY, TEXT)
 DEFAULT_KEYS = ("image", "direction", CAPTION, STATE_KEY)
 MISSION_BYTES = CAPTION_BYTES
 
-# Exact state-key layout (bits): x 0-7, y 8-15, direction 16-17, carried object 18-24, doors 2 bits each
+# Pose-key layout (bits): x 0-7, y 8-15, direction 16-17, carried object 18-24, doors 2 bits each
 # from 25. Grids wider than 256 or more than 19 doors fall back to a 64-bit hash of the same fields.
 _DOOR_SHIFT = 25
 _MAX_EXACT_DOORS = (63 - _DOOR_SHIFT) // 2
@@ -104,7 +115,8 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
 
     Args:
         env_id: a MiniGrid/BabyAI id as minigrid registers it, e.g. ``"MiniGrid-DoorKey-8x8-v0"``.
-        observation_keys: keys to compute, from ``("image", "direction", "mission", "caption", "state_key")``;
+        observation_keys: keys to compute, from ``("image", "direction", "mission", "caption", "state_key",
+            "pose_key", "text")``;
             ``None`` gives ``("image", "direction", "caption", "state_key")``.
         **minigrid_kwargs: passed to the minigrid env's constructor (``max_steps``, ``agent_view_size``,
             ``render_mode``, ``size``, ...). Unknown names raise a TypeError listing the accepted ones.
@@ -114,7 +126,10 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
     Observation (a ``Dict`` with the requested keys):
         ``image``: uint8 ``[V, V, 3]`` encoded egocentric view (object, colour, state codes), V the agent's
         view size (7 by default). ``direction``: ``Discrete(4)``. ``mission``: uint8 ``[256]`` mission text.
-        ``caption``: uint8 ``[256]``. ``state_key``: int64 ``[1]``.
+        ``caption``: uint8 ``[256]``. ``state_key``: int64 ``[1]``, exact (:meth:`state_key`).
+        ``pose_key``: int64 ``[1]``, pose + carried object + door bits (:meth:`pose_key`).
+        ``text``: uint8 ``[4096]``, ``rove.envs.minigrid.text``'s view (mission, visible objects placed relative
+        to the agent, carried object); the string is also ``info["text"]``.
 
     ``info["caption"]`` holds the caption text on every step; ``info["episode"]`` at the end of an episode is
     ``{"r", "l", "success"}`` where ``success`` means the mission was completed (terminated with a positive
@@ -153,6 +168,8 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
             "mission": spaces.Box(0, 255, shape=(MISSION_BYTES,), dtype=np.uint8),
             CAPTION: caption_space(),
             STATE_KEY: state_key_space(),
+            POSE_KEY: state_key_space(),
+            TEXT: text_space(),
         }
         self.observation_space = spaces.Dict({k: all_spaces[k] for k in self.observation_keys})
 
@@ -162,11 +179,15 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         self._want_mission = "mission" in keys
         self._want_caption = CAPTION in keys
         self._want_state_key = STATE_KEY in keys
+        self._want_pose_key = POSE_KEY in keys
+        self._want_text = TEXT in keys
 
         self._tracker = EpisodeTracker()
         self._doors: list[Any] = []
         self._door_bits = 0
         self._exact_key = True
+        self._grid_cells: list[int] = []  # id() of each cell's object when the grid digest was taken
+        self._grid_digest = b""
         self._mission = np.zeros(MISSION_BYTES, dtype=np.uint8)
 
     # -- access to the wrapped minigrid env (scripted tests, planners, renderers) --
@@ -207,13 +228,18 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         self._doors = [cell for cell in env.grid.grid if cell is not None and cell.type == "door"]
         self._exact_key = len(self._doors) <= _MAX_EXACT_DOORS and env.width <= 256 and env.height <= 256
         self._door_bits = self._read_doors()
+        self._grid_cells = []
+        self._grid_digest = b""
         if self._want_mission:
             encode_caption(env.mission, self._mission)
         self._tracker.reset()
-        return self._observation(raw, ""), {CAPTION: ""}
+        info: dict[str, Any] = {CAPTION: ""}
+        return self._with_text(self._observation(raw, ""), info), info
 
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         a = check_discrete_action(action, self._num_actions, self._name)
+        if a == TOGGLE:
+            self._grid_cells = []  # toggling changes an object in place (a door's state): re-encode the grid
         env = self._env
         carried = env.carrying
         if a == TOGGLE:
@@ -242,7 +268,7 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         info: dict[str, Any] = {**raw_info, CAPTION: caption} if raw_info else {CAPTION: caption}
         if terminated or truncated:
             info["episode"] = self._tracker.finish(success=bool(terminated and reward > 0))
-        return self._observation(raw, caption), reward, bool(terminated), bool(truncated), info
+        return self._with_text(self._observation(raw, caption), info), reward, bool(terminated), bool(truncated), info
 
     def render(self) -> Any:
         return self._env.render()
@@ -265,6 +291,16 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
             key = _KEY_TEMPLATE.copy()  # copying a template is ~3x cheaper than np.array([...])
             key[0] = self.state_key()
             obs[STATE_KEY] = key
+        if self._want_pose_key:
+            key = _KEY_TEMPLATE.copy()
+            key[0] = self.pose_key()
+            obs[POSE_KEY] = key
+        return obs
+
+    def _with_text(self, obs: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+        if self._want_text:
+            info[TEXT] = text.describe(self._env)
+            obs[TEXT] = encode_text(info[TEXT])
         return obs
 
     def _read_doors(self) -> int:
@@ -274,7 +310,27 @@ class MiniGridEnv(gym.Env[dict[str, Any], np.int64]):
         return bits
 
     def state_key(self) -> int:
-        """The current state key: exact packing of pose, carried object and door states (hash if too wide)."""
+        """The exact state key: a 64-bit BLAKE2b digest of the encoded grid, the agent's pose and carried object.
+
+        ``grid.encode()`` is minigrid's own full description of the grid (object type, colour and state of
+        every cell), so every change of the world (an object moved, picked up or dropped, a box opened, a
+        door toggled, an obstacle that moved) changes the key. Deterministic across processes. The grid is
+        re-encoded only when an object was placed, removed or moved (the cells' objects changed: pickup, drop,
+        moving obstacles) or after a toggle (which changes a door in place).
+        """
+        env = self._env
+        cells = list(map(id, env.grid.grid))
+        if cells != self._grid_cells:  # an object was placed, removed or moved (or an action may have changed one)
+            self._grid_cells = cells
+            self._grid_digest = env.grid.encode().tobytes()
+        carried = env.carrying
+        x, y = env.agent_pos
+        agent = bytes((int(x) & 0xFF, int(y) & 0xFF, int(env.agent_dir), *(carried.encode() if carried else (0, 0, 0))))
+        digest = hashlib.blake2b(self._grid_digest + agent, digest_size=8).digest()
+        return int.from_bytes(digest, "little", signed=True)
+
+    def pose_key(self) -> int:
+        """The cheap key: exact packing of pose, carried object and door states (hash if too wide); not the state."""
         env = self._env
         x, y = env.agent_pos
         carried = env.carrying

@@ -43,17 +43,22 @@ from rove.envs.core import (
     CAPTION,
     CAPTION_BYTES,
     STATE_KEY,
+    TEXT,
     BufferedStep,
     EpisodeTracker,
     caption_space,
     check_discrete_action,
+    encode_text,
     resolve_observation_keys,
     state_key_space,
+    text_space,
 )
-from rove.envs.nethack.tasks import TASKS, task_kwargs
+from rove.envs.nethack import text as nethack_text
+from rove.envs.nethack.progress import ProgressTracker
+from rove.envs.nethack.tasks import TASKS, motif_eat_action, task_kwargs
 
 NLE_KEYS: tuple[str, ...] = tuple(name for name, _ in NLE_SPACE_ITEMS)
-AVAILABLE_KEYS: tuple[str, ...] = (*NLE_KEYS, CAPTION, STATE_KEY)
+AVAILABLE_KEYS: tuple[str, ...] = (*NLE_KEYS, CAPTION, STATE_KEY, TEXT)
 DEFAULT_KEYS: tuple[str, ...] = ("glyphs", "blstats", CAPTION, STATE_KEY)
 RESET_OPTIONS = ("wizkit_items",)
 
@@ -140,15 +145,21 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ``tty_chars`` ``uint8[24, 80]``, ...) plus
 
     * ``caption``: ``uint8[256]``, the message line (NUL-padded latin-1, same bytes as ``message``);
-    * ``state_key``: ``int64[1]``, :func:`pack_state_key` of (dungeon number, level, x, y).
+    * ``state_key``: ``int64[1]``, :func:`pack_state_key` of (dungeon number, level, x, y);
+    * ``text``: ``uint8[4096]``, the text view of ``rove.envs.nethack.text`` (message, what is in sight with
+      direction and distance, status line, inventory); the string is also in ``info["text"]``. Asking for it
+      makes nle compute ``screen_descriptions`` and the inventory too, and turns off the vector-env fast path.
 
     nle is asked only for the keys needed (its step logic always reads ``glyphs``, ``blstats``,
     ``message``, ``program_state`` and ``internal``); ``state_key`` is computed only when requested.
 
     ``info["caption"]`` (the message text) and ``info["end_status"]`` (nle's ``StepStatus``) are in every
-    step's info; at the end of an episode ``info["episode"] = {"r", "l", "score", "depth", "end_reason"}``
-    with ``end_reason`` one of ``"task_successful"``, ``"aborted"`` (nle's step limit: a truncation) or
-    NetHack's cause of the game's end (``"died"``, ``"starving"``, ``"quit"``, ``"ascended"``, ...).
+    step's info; at the end of an episode ``info["episode"] = {"r", "l", "score", "depth", "end_reason",
+    "progression"}`` (+ ``"success"`` on tasks with a goal) with ``end_reason`` one of ``"task_successful"``,
+    ``"aborted"`` (nle's step limit: a truncation) or NetHack's cause of the game's end (``"died"``, ``"starving"``, ``"quit"``,
+    ``"ascended"``, ...), ``success`` whether the goal was reached (Staircase, Oracle, ...; not on Score)
+    and ``progression`` BALROG's progression metric (``rove.envs.nethack.progress``: the largest human-data
+    milestone value of the depths and experience levels reached, in [0, 1]).
 
     Pickling stores the constructor arguments only: a live NetHack game cannot be pickled, so
     ``pickle.loads(pickle.dumps(env))`` is a fresh env of the same configuration that must be reset.
@@ -219,6 +230,8 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
         nle_keys = [k for k in keys if k in NLE_KEYS]
         needed = {"message": CAPTION in keys, "blstats": STATE_KEY in keys, "chars": render_mode == "ansi"}
+        if TEXT in keys:
+            needed.update(dict.fromkeys(nethack_text.NEEDED_KEYS, True))
         nle_keys += [k for k, wanted in needed.items() if wanted and k not in nle_keys]
         cls, fixed = TASKS[task]
         kwargs = {"fix_moon_phase": True, **fixed, **nle_kwargs}
@@ -234,6 +247,8 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
                 obs_spaces[key] = caption_space()
             elif key == STATE_KEY:
                 obs_spaces[key] = state_key_space()
+            elif key == TEXT:
+                obs_spaces[key] = text_space()
             else:
                 obs_spaces[key] = nle_spaces[key]
         self.observation_space = spaces.Dict(obs_spaces)
@@ -261,8 +276,14 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._obs_items = tuple(
             (key, t._message_index if key == CAPTION else t._observation_keys.index(key))
             for key in keys
-            if key != STATE_KEY
+            if key not in (STATE_KEY, TEXT)
         )
+        self._want_text = TEXT in keys
+        self._text_idx = (
+            tuple(t._observation_keys.index(k) for k in nethack_text.NEEDED_KEYS) if self._want_text else ()
+        )
+        self._eat_fix = bool(getattr(t, "motif_eat_fix", False))
+        self._progress = ProgressTracker()
         self._want_state_key = STATE_KEY in keys
         self._obs_dict: dict[str, np.ndarray] = {}
         self._state_key_buf = np.zeros(1, dtype=np.int64)
@@ -317,11 +338,18 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if hasattr(t, "_frozen_steps"):
             t._frozen_steps = 0  # nle carries the time-penalty counter over episodes; seeded replays must not.
         self._tracker.reset()
+        self._progress.reset()
         self._needs_reset = False
         obs = t.last_observation
+        bl = obs[self._bl_idx].tolist()
+        self._progress.update(bl)
         if self._python_score_reward:
-            self._prev_bl = obs[self._bl_idx].tolist()
-        return self._observation(obs), {"caption": _message_text(obs[self._msg_idx])}
+            self._prev_bl = bl
+        info: dict[str, Any] = {"caption": _message_text(obs[self._msg_idx])}
+        observation = self._observation(obs)
+        if self._want_text:
+            info[TEXT] = self._text(obs, observation)
+        return observation, info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """One agent step; the same game logic as nle's ``step`` (menus and ``--More--`` skipped as in nle)."""
@@ -330,6 +358,8 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         obs, reward, end_status, done = self._advance(index)
         observation = self._observation(obs)
         info: dict[str, Any] = {"caption": _message_text(obs[self._msg_idx]), "end_status": end_status}
+        if self._want_text:
+            info[TEXT] = self._text(obs, observation)
         if not end_status:
             return observation, reward, False, False, info
         # Without copies the observation is nle's arrays, which quitting the game would overwrite.
@@ -353,7 +383,7 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             True if from now on ``step_into``/``reset_into`` fill ``rows``; False (nothing changed) if the game
             was already started or an array does not fit.
         """
-        if set(rows) != set(self._keys):
+        if set(rows) != set(self._keys) or self._want_text:
             return False
         nh = self._task.nethack
         targets = {key: rows[key] for key in self._keys if key in NLE_KEYS}
@@ -429,7 +459,10 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         # nle's Nethack.step, without its two Python calls: nle's task objects never ask it for copies, so the
         # observation is always its live arrays.
         game = self._game
-        game.step(self._actions[index])
+        key = self._actions[index]
+        if self._eat_fix:
+            key = motif_eat_action(t.last_observation[self._msg_idx], key)
+        game.step(key)
         done = game.done()
         obs = self._live
         if self._double_abort_check:
@@ -454,6 +487,9 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
                 self._last_blstats[:] = prev  # _episode_stats reads them once the game is over.
         else:
             reward = float(t._reward_fn(self._last_obs, index, obs, end_status))
+            bl = obs[self._bl_idx].tolist()
+        if not done:
+            self._progress.update(bl)
         self._tracker.add(reward)
         return obs, reward, end_status, done
 
@@ -512,9 +548,21 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             end_reason = self._task.nethack.how_done().name.lower()
         else:
             end_reason = end_status.name.lower()
-        return self._tracker.finish(
-            score=int(blstats[nethack.NLE_BL_SCORE]), depth=int(blstats[nethack.NLE_BL_DEPTH]), end_reason=end_reason
-        )
+        metrics: dict[str, Any] = {
+            "score": int(blstats[nethack.NLE_BL_SCORE]),
+            "depth": int(blstats[nethack.NLE_BL_DEPTH]),
+            "end_reason": end_reason,
+            "progression": self._progress.progression,
+        }
+        if hasattr(status, "TASK_SUCCESSFUL"):  # tasks with a goal (Staircase, Oracle, ...); not Score
+            metrics["success"] = end_status == status.TASK_SUCCESSFUL
+        return self._tracker.finish(**metrics)
+
+    def _text(self, obs: tuple[np.ndarray, ...], observation: dict[str, np.ndarray]) -> str:
+        """The text view of ``obs``; also written into ``observation["text"]``."""
+        text = nethack_text.describe(*(obs[i] for i in self._text_idx))
+        observation[TEXT] = encode_text(text)
+        return text
 
     def __getstate__(self) -> dict[str, Any]:
         return {"init_kwargs": self._init_kwargs}

@@ -1,0 +1,84 @@
+"""NoisyTV: the TV region shows fresh noise as documented; everything else is the env's own observation."""
+
+from __future__ import annotations
+
+import itertools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rove  # noqa: F401  (registers the Rove/ ids)
+from rove.envs import NoisyTV
+
+CASES = [
+    ("Rove/MiniGrid-DoorKey-8x8-v0", "image", {}),
+    ("Rove/CrafterReward-v1", "image", {}),
+    ("Rove/NetHackScore-v0", "glyphs", {}),
+    ("Rove/MiniHack-Room-5x5-v0", "glyphs_crop", {"observation_keys": ("glyphs_crop", "blstats", "state_key")}),
+]
+
+
+def _outside(obs: dict, key: str, region: tuple[slice, ...]) -> np.ndarray:
+    mask = np.ones(obs[key].shape, dtype=bool)
+    mask[region] = False
+    return obs[key][mask]
+
+
+@pytest.mark.parametrize(("env_id", "key", "kwargs"), CASES)
+def test_always_on_tv_is_noise_inside_and_the_env_outside(env_id, key, kwargs):
+    plain, tv = gym.make(env_id, **kwargs), NoisyTV(gym.make(env_id, **kwargs), key)
+    space = plain.observation_space[key]
+    obs_plain, _ = plain.reset(seed=3)
+    obs_tv, _ = tv.reset(seed=3)
+    pictures = [obs_tv[key][tv.region].copy()]
+    for action in [0, 1, 0, 1, 2]:
+        obs_plain, r_plain, *_ = plain.step(action)
+        obs_tv, r_tv, _, _, info = tv.step(action)
+        assert info["tv_changed"]
+        assert r_plain == r_tv
+        np.testing.assert_array_equal(_outside(obs_plain, key, tv.region), _outside(obs_tv, key, tv.region))
+        for other in obs_plain:
+            if other != key:
+                np.testing.assert_array_equal(obs_plain[other], obs_tv[other])
+        assert tv.observation_space[key].contains(obs_tv[key])
+        assert (obs_tv[key][tv.region] >= space.low.min()).all() and (obs_tv[key][tv.region] <= space.high.max()).all()
+        pictures.append(obs_tv[key][tv.region].copy())
+    assert all(not np.array_equal(a, b) for a, b in itertools.pairwise(pictures))
+    plain.close()
+    tv.close()
+
+
+def test_remote_changes_the_picture_only_when_pressed_and_replays_with_the_seed():
+    def run() -> list[np.ndarray]:
+        env = NoisyTV(gym.make("Rove/MiniGrid-DoorKey-8x8-v0"), "image", mode="action", add_action=True, noop_action=6)
+        assert env.action_space.n == 8
+        obs, _ = env.reset(seed=0)
+        frames = [obs["image"][env.region].copy()]
+        for action in [0, 7, 1, 1, 7, 7]:
+            obs, _, _, _, info = env.step(action)
+            assert info["tv_changed"] == (action == 7)
+            frames.append(obs["image"][env.region].copy())
+        return frames
+
+    frames = run()
+    np.testing.assert_array_equal(frames[0], frames[1])  # turning left: same picture
+    assert not np.array_equal(frames[1], frames[2])  # the remote
+    np.testing.assert_array_equal(frames[2], frames[4])
+    assert not np.array_equal(frames[4], frames[5]) and not np.array_equal(frames[5], frames[6])
+    for a, b in zip(frames, run(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_configurations_are_refused():
+    env = gym.make("Rove/MiniGrid-DoorKey-8x8-v0")
+    with pytest.raises(ValueError, match="unknown observation key 'img'"):
+        NoisyTV(env, "img")
+    with pytest.raises(ValueError, match="unknown mode"):
+        NoisyTV(env, "image", mode="sometimes")
+    with pytest.raises(ValueError, match="tv_action or add_action"):
+        NoisyTV(env, "image", mode="action")
+    with pytest.raises(ValueError, match="noop_action"):
+        NoisyTV(env, "image", mode="action", add_action=True)
+    with pytest.raises(ValueError, match="empty"):
+        NoisyTV(env, "image", region=(slice(0, 0),))
