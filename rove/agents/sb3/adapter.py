@@ -144,6 +144,10 @@ class IntrinsicRewardCallback(BaseCallback):
         if self._replaced_buffer is not None:
             model.rollout_buffer = self._replaced_buffer
             self._replaced_buffer = None
+        # An intrinsic module with background work (ONI's LLM annotator) stops it here, as in Rove's PPO.
+        on_learn_end = getattr(self.module, "on_learn_end", None)
+        if callable(on_learn_end):
+            on_learn_end()
 
     def _on_rollout_start(self) -> None:
         assert self._recorder is not None
@@ -173,12 +177,6 @@ class IntrinsicRewardCallback(BaseCallback):
         self.logger.record(f"{prefix}/reward_mean", float(self._reward.mean()))
         self.logger.record(f"{prefix}/reward_max", float(self._reward.max()))
         self._rollout = None
-
-    def _on_training_end(self) -> None:
-        # An intrinsic module with background work (ONI's LLM annotator) stops it here, as in Rove's PPO.
-        on_learn_end = getattr(self.module, "on_learn_end", None)
-        if callable(on_learn_end):
-            on_learn_end()
 
     # ----- the step between collecting a rollout and GAE -----
     def _intrinsic_reward(self, buffer: RolloutBuffer, last_dones: np.ndarray) -> np.ndarray:
