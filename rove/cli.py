@@ -13,12 +13,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import contextlib
 import json
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -732,6 +734,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """Shows each Python warning raised while ``command`` runs as one ``rove <command>: warning: ...`` line on
+    stderr, once per message (the same fallback warned by the up-front check and by the agent is one line)."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        line = f"rove {command}: warning: {message}"
+        if line not in shown:
+            shown.add(line)
+            print(line, file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():  # the filters in force stay as they are; only the display changes
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rove`` console script; returns the exit status."""
     parser = build_parser()
@@ -740,8 +759,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        prepare(args)
-        return int(args.func(args) or 0)
+        with _warnings_as_lines(args.command):
+            prepare(args)
+            return int(args.func(args) or 0)
     except ImportError as err:
         print(f"rove {args.command}: error: {err}", file=sys.stderr)
         return 2
