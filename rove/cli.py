@@ -401,13 +401,17 @@ def _checkpoint_env_id(ckpt: Path) -> str | None:
     return torch.load(ckpt, map_location="cpu", weights_only=False).get("env_id")
 
 
-def _space_mismatch(model: Any, env: Any) -> str:
-    """Which of the env's spaces differ from those the agent was built for ("" if none)."""
+def _space_mismatch(model: Any, env: Any, added_keys: Sequence[str] = ()) -> str:
+    """Which of the env's spaces differ from those the agent was built for ("" if none); ``added_keys`` are
+    observation keys eval itself added (the terminal of a NetHack GIF), not compared."""
     from gymnasium import spaces
 
     from rove.agents.common.utils import tensor_space
 
-    observation = tensor_space(env.observation_space)
+    observation = env.observation_space
+    if added_keys and isinstance(observation, spaces.Dict):
+        observation = spaces.Dict({k: v for k, v in observation.spaces.items() if k not in added_keys})
+    observation = tensor_space(observation)
     if observation != model.observation_space:
         if isinstance(observation, spaces.Dict) and isinstance(model.observation_space, spaces.Dict):
             mine, theirs = model.observation_space.spaces, observation.spaces
@@ -448,8 +452,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"{ckpt} does not record its env id: pass --env")
     env_id = _env_id(env_id)
     trained_on = model.env_id or _checkpoint_env_id(ckpt)
-    # The run's own env options (run.json's env_kwargs) apply when it is evaluated on its own env.
-    # The run's own env options (observation keys, step limit) apply when it is evaluated on its own env.
+    # The run's own env options (run.json's env_kwargs: observation keys, step limit) apply when it is
+    # evaluated on its own env.
     env_kwargs = run_env_kwargs(ckpt) if trained_on is not None and _env_id(trained_on) == env_id else {}
     render_mode = "rgb_array" if args.gif else None
     try:
@@ -457,7 +461,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         env = source.env if source is not None else gym.make(env_id, **env_kwargs)
     except (ValueError, TypeError) as err:
         raise CLIError(f"{env_id} cannot render frames for --gif ({err})") from err
-    mismatch = _space_mismatch(model, env)
+    mismatch = _space_mismatch(model, env, source.added_keys if source is not None else ())
     if mismatch:
         env.close()
         raise CLIError(
