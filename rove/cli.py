@@ -13,12 +13,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import contextlib
 import json
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -399,13 +401,17 @@ def _checkpoint_env_id(ckpt: Path) -> str | None:
     return torch.load(ckpt, map_location="cpu", weights_only=False).get("env_id")
 
 
-def _space_mismatch(model: Any, env: Any) -> str:
-    """Which of the env's spaces differ from those the agent was built for ("" if none)."""
+def _space_mismatch(model: Any, env: Any, added_keys: Sequence[str] = ()) -> str:
+    """Which of the env's spaces differ from those the agent was built for ("" if none); ``added_keys`` are
+    observation keys eval itself added (the terminal of a NetHack GIF), not compared."""
     from gymnasium import spaces
 
     from rove.agents.common.utils import tensor_space
 
-    observation = tensor_space(env.observation_space)
+    observation = env.observation_space
+    if added_keys and isinstance(observation, spaces.Dict):
+        observation = spaces.Dict({k: v for k, v in observation.spaces.items() if k not in added_keys})
+    observation = tensor_space(observation)
     if observation != model.observation_space:
         if isinstance(observation, spaces.Dict) and isinstance(model.observation_space, spaces.Dict):
             mine, theirs = model.observation_space.spaces, observation.spaces
@@ -446,8 +452,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"{ckpt} does not record its env id: pass --env")
     env_id = _env_id(env_id)
     trained_on = model.env_id or _checkpoint_env_id(ckpt)
-    # The run's own env options (run.json's env_kwargs) apply when it is evaluated on its own env.
-    # The run's own env options (observation keys, step limit) apply when it is evaluated on its own env.
+    # The run's own env options (run.json's env_kwargs: observation keys, step limit) apply when it is
+    # evaluated on its own env.
     env_kwargs = run_env_kwargs(ckpt) if trained_on is not None and _env_id(trained_on) == env_id else {}
     render_mode = "rgb_array" if args.gif else None
     try:
@@ -455,7 +461,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         env = source.env if source is not None else gym.make(env_id, **env_kwargs)
     except (ValueError, TypeError) as err:
         raise CLIError(f"{env_id} cannot render frames for --gif ({err})") from err
-    mismatch = _space_mismatch(model, env)
+    mismatch = _space_mismatch(model, env, source.added_keys if source is not None else ())
     if mismatch:
         env.close()
         raise CLIError(
@@ -732,6 +738,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """Shows each Python warning raised while ``command`` runs as one ``rove <command>: warning: ...`` line on
+    stderr, once per message (the same fallback warned by the up-front check and by the agent is one line)."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        line = f"rove {command}: warning: {message}"
+        if line not in shown:
+            shown.add(line)
+            print(line, file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():  # the filters in force stay as they are; only the display changes
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rove`` console script; returns the exit status."""
     parser = build_parser()
@@ -740,8 +763,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        prepare(args)
-        return int(args.func(args) or 0)
+        with _warnings_as_lines(args.command):
+            prepare(args)
+            return int(args.func(args) or 0)
     except ImportError as err:
         print(f"rove {args.command}: error: {err}", file=sys.stderr)
         return 2

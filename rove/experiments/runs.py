@@ -376,9 +376,11 @@ def train_run(
     import torch
 
     from rove.agents.common.callbacks import CheckpointCallback
+    from rove.experiments import plugins
     from rove.experiments.validate import check_spec
 
-    check_spec(spec)
+    plugins.activate()  # a sweep worker or a SLURM job imports the plugins of the command that launched it
+    check_spec(spec)  # after the plugins: a module they register is a valid name
     if run_dir is not None:
         _check_run_dir(Path(run_dir), spec, resume)
     if threads is not None:
@@ -389,9 +391,6 @@ def train_run(
     else:
         made = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
-    from rove.experiments import plugins
-
-    plugins.activate()  # a sweep worker or a SLURM job imports the plugins of the command that launched it
     plugins.record(path)
     resuming = resume and (path / CHECKPOINT).is_file()
     if not resuming:

@@ -72,11 +72,13 @@ class FrameSource:
     """Where ``rove eval --gif`` takes frames from: the env's ``rgb_array`` render, or its terminal observation.
 
     Build with :meth:`make`; then ``env`` is the env to play and ``frame(obs)`` one RGB frame.
+    ``added_keys`` are the observation keys added for the frames (not the agent's: a space check skips them).
     """
 
-    def __init__(self, env: Any, from_tty: bool) -> None:
+    def __init__(self, env: Any, from_tty: bool, added_keys: tuple[str, ...] = ()) -> None:
         self.env = env
         self.from_tty = from_tty
+        self.added_keys = added_keys
 
     @classmethod
     def make(cls, env_id: str, env_kwargs: Mapping[str, Any]) -> FrameSource:
@@ -95,8 +97,9 @@ class FrameSource:
         if "rgb_array" in modes:
             return cls(gym.make(env_id, render_mode="rgb_array", **env_kwargs), from_tty=False)
         if env_id.split("/")[-1].startswith("NetHack"):
-            extra = [k for k in TTY_KEYS if k not in keys]
-            return cls(gym.make(env_id, **{**env_kwargs, "observation_keys": [*keys, *extra]}), from_tty=True)
+            extra = tuple(k for k in TTY_KEYS if k not in keys)
+            env = gym.make(env_id, **{**env_kwargs, "observation_keys": [*keys, *extra]})
+            return cls(env, from_tty=True, added_keys=extra)
         raise ValueError(f"{env_id} renders neither RGB frames nor a terminal (render modes: {modes})")
 
     def frame(self, obs: Any) -> np.ndarray:

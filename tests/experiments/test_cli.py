@@ -220,6 +220,8 @@ def test_resume_refuses_contradicting_options_and_nothing_to_resume(
     monkeypatch.undo()
     (run,) = list(out.iterdir())
     capsys.readouterr()
+    # Steps count transitions (autoreset rows are not): the checkpoint holds the step of the 1st update.
+    (checkpoint_step,) = [json.loads(line)["step"] for line in (run / "progress.jsonl").read_text().splitlines()]
     for extra, message in [
         (["--seed", "0"], "--seed gives seed = 0, the run has 3"),
         (["--steps", "1e5"], "--steps gives total_timesteps = 100000, the run has 512"),
@@ -239,8 +241,11 @@ def test_resume_refuses_contradicting_options_and_nothing_to_resume(
     assert "holds no run to resume" in _only_line(capsys.readouterr().err)
     assert not empty.exists() and not (tmp_path / "nowhere").exists()
     assert main(["train", "--resume", "--out", str(out), "--seed", "3", "--no-progress"]) == 0
-    assert f"resuming {run} from step 64 of 512" in capsys.readouterr().out
-    assert json.loads((run / "result.json").read_text())["total_timesteps"] == 512
+    assert f"resuming {run} from step {checkpoint_step} of 512" in capsys.readouterr().out
+    # The run ends at the first update that reaches the total; its result is the last logged step.
+    logged = [json.loads(line)["step"] for line in (run / "progress.jsonl").read_text().splitlines()]
+    total = json.loads((run / "result.json").read_text())["total_timesteps"]
+    assert logged[0] == checkpoint_step and logged[-2] < 512 <= logged[-1] == total
 
 
 @pytest.mark.parametrize(

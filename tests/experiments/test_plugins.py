@@ -42,6 +42,18 @@ def clean_plugins(monkeypatch: pytest.MonkeyPatch):
     yield
 
 
+def _forget_plugin(name: str) -> None:
+    """What a fresh process is without the plugin: the name unregistered, no import recorded or inherited,
+    and no module of a plugin file in ``sys.modules`` (the checkpoint's class path would find it there)."""
+    from rove.intrinsic import registry
+
+    registry._REGISTERED.pop(name)
+    plugins._IMPORTED.clear()
+    os.environ.pop(plugins.ENV_VAR)
+    for module in [m for m in sys.modules if m.startswith("rove_plugin_")]:
+        del sys.modules[module]
+
+
 def test_a_module_in_a_file_trains_and_evaluates(
     tmp_path: Path, clean_plugins: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -55,19 +67,13 @@ def test_a_module_in_a_file_trains_and_evaluates(
     assert json.loads((run / plugins.RECORD_FILE).read_text())["imports"] == [str(path.resolve())]
 
     # A fresh process state: nothing imported, the name unknown. `rove eval` imports what the run recorded.
-    from rove.intrinsic import registry
-
-    registry._REGISTERED.pop("step_bonus_file")
-    plugins._IMPORTED.clear()
-    os.environ.pop(plugins.ENV_VAR)
+    _forget_plugin("step_bonus_file")
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "1", "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)["episodes"] == 1
 
     # Without the record (or the file), a clear error instead of a raw KeyError.
-    registry._REGISTERED.pop("step_bonus_file")
-    plugins._IMPORTED.clear()
-    os.environ.pop(plugins.ENV_VAR)
+    _forget_plugin("step_bonus_file")
     (run / plugins.RECORD_FILE).unlink()
     assert main(["eval", str(run), "--episodes", "1", "--device", "cpu"]) == 2
     err = capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -74,7 +75,14 @@ def test_killed_run_resumes_in_its_folder_up_to_the_total(tmp_path: Path) -> Non
     steps_at_kill = [r["step"] for r in read_jsonl(run / "progress.jsonl")]
     episodes_at_kill = len(read_jsonl(run / "episodes.jsonl"))
 
-    result = train_run(SPEC, tmp_path, resume=True)
+    lines: list[str] = []
+    result = train_run(SPEC, tmp_path, resume=True, log=lines.append)
+    (line,) = lines
+    match = re.fullmatch(rf"resuming {re.escape(str(run))} from step (\d+) of {SPEC.total_timesteps}", line)
+    assert match is not None, line
+    # The checkpoint is written after the update's log line: the kill may fall between the two.
+    checkpoint_step = int(match.group(1))
+    assert checkpoint_step in steps_at_kill[-2:]
 
     assert Path(result["run_dir"]) == run  # no new folder
     assert [p.name for p in tmp_path.iterdir()] == [run.name]
@@ -86,7 +94,11 @@ def test_killed_run_resumes_in_its_folder_up_to_the_total(tmp_path: Path) -> Non
     assert steps[: len(steps_at_kill)] == steps_at_kill
     resumed = steps[len(steps_at_kill) :]
     assert resumed == sorted(resumed) and resumed[-1] == result["total_timesteps"]
-    assert resumed[0] in (steps_at_kill[-1], steps_at_kill[-1] + UPDATE)
+    assert steps[-2] < SPEC.total_timesteps  # ... and not an update later
+    if checkpoint_step == steps_at_kill[-1]:  # the next update (an update has at most UPDATE transitions)
+        assert checkpoint_step < resumed[0] <= checkpoint_step + UPDATE
+    else:  # the update logged after the checkpoint, repeated exactly (same transitions)
+        assert resumed[0] == steps_at_kill[-1]
     assert len(read_jsonl(run / "episodes.jsonl")) > episodes_at_kill
     # A finished run is not resumed again.
     assert resumable_run(tmp_path, SPEC) is None
