@@ -75,8 +75,14 @@ def check_finite(obs: TensorObs, where: str) -> None:
             raise ValueError(f"{where}: observation {key!r} contains NaN or inf")
 
 
+# Identifiers for counting, not features: a network never reads them.
+KEY_OBSERVATIONS = ("state_key", "pose_key")
+
+
 def network_keys(space: spaces.Space) -> list[str]:
-    """Keys of a Dict space that networks read: every Box/Discrete except Rove's state key."""
+    """Keys of a Dict space that networks read: every Box/Discrete except Rove's state keys."""
     if not isinstance(space, spaces.Dict):
         return []
-    return [k for k, s in space.spaces.items() if k != "state_key" and isinstance(s, (spaces.Box, spaces.Discrete))]
+    return [
+        k for k, s in space.spaces.items() if k not in KEY_OBSERVATIONS and isinstance(s, (spaces.Box, spaces.Discrete))
+    ]

@@ -35,17 +35,19 @@ CountMode = Literal["lifelong", "episodic", "both"]
 MODES = ("lifelong", "episodic", "both")
 
 
-def state_keys(obs: TensorObs, batch_dims: int = 1) -> np.ndarray:
-    """Exact int64 key per observation: Rove's ``state_key`` when present, else a hash of the raw bytes.
+def state_keys(obs: TensorObs, batch_dims: int = 1, key: str = STATE_KEY) -> np.ndarray:
+    """Exact int64 key per observation: Rove's ``state_key`` (or ``key``) when present, else a hash of the raw
+    bytes.
 
     Args:
         obs: ``[*B, ...]`` tensor or dict of tensors (``B`` = the ``batch_dims`` leading dims).
+        key: The int64 observation to count (``"state_key"``, or MiniGrid's cheaper ``"pose_key"``).
 
     Returns:
         ``int64 [prod(B)]``, flattened in the batch's (time-major) order.
     """
-    if isinstance(obs, dict) and STATE_KEY in obs:
-        return obs[STATE_KEY].detach().cpu().numpy().astype(np.int64, copy=False).reshape(-1)
+    if isinstance(obs, dict) and key in obs:
+        return obs[key].detach().cpu().numpy().astype(np.int64, copy=False).reshape(-1)
     # Captions describe events, not places: leaving them out keeps one situation one key.
     return hash_rows(obs_bytes(obs, batch_dims, skip=(CAPTION,)))
 
@@ -137,12 +139,30 @@ class StateCount(_CountModule):
         mode: ``"lifelong"``, ``"episodic"`` (reset at episode ends) or ``"both"`` (their product, as in
             E3B's NetHack recipe: ``(n_life * n_ep) ** -exponent``).
         exponent: Bonus ``n ** -exponent``; 0.5 is the classic ``1 / sqrt(n)`` (Strehl & Littman 2008).
+        key: The observation counted: ``"state_key"`` (the exact state), or MiniGrid's ``"pose_key"`` (pose,
+            carried object and door states: objects lying elsewhere do not make a new key, so moving a key
+            around earns nothing; the ``rove train`` default counts it). Must be in the space when not
+            ``"state_key"``.
         normalize: Reward normalisation of the base class; ``"none"`` keeps the exact count bonus.
         **base_kwargs: ``coef``, ``gamma``, ``update_proportion``, ``device``, ``seed`` (see the base class).
     """
 
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        *,
+        key: str = STATE_KEY,
+        **kwargs: Any,
+    ) -> None:
+        if key != STATE_KEY and not (isinstance(observation_space, spaces.Dict) and key in observation_space.spaces):
+            have = list(observation_space.spaces) if isinstance(observation_space, spaces.Dict) else []
+            raise ValueError(f"count: key {key!r} is not an observation of this env (it has {have})")
+        super().__init__(observation_space, action_space, **kwargs)
+        self.key = key
+
     def keys(self, obs: TensorObs) -> np.ndarray:
-        return state_keys(obs)
+        return state_keys(obs, key=self.key)
 
 
 def _categorical_keys(space: spaces.Space) -> str:

@@ -252,3 +252,37 @@ def test_nan_observation_raises():
     obs[1, 0, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         module.compute(rollout_of(obs))
+
+
+def test_count_key_option_counts_minigrid_pose_key_and_networks_never_read_it() -> None:
+    """``count(key="pose_key")`` counts MiniGrid's pose key, computed here from the raw env; an absent key is an
+    error naming the observations; the policy's encoder does not take either key as a feature."""
+    import rove
+    from rove.encoders import make_encoder
+    from rove.obs import network_keys
+
+    keys_wanted = ("image", "direction", "pose_key", "state_key")
+    envs = rove.make_vec("Rove/MiniGrid-DoorKey-6x6-v0", 2, seed=3, observation_keys=keys_wanted)
+    envs.reset()
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(60):
+        nxt = envs.step(rng.integers(0, 6, size=2))[0]
+        rows.append({k: np.array(v) for k, v in nxt.items()})
+    envs.close()
+    next_obs = {k: torch.as_tensor(np.stack([r[k] for r in rows])) for k in keys_wanted}
+    pose = next_obs["pose_key"][..., 0].numpy()
+    module = StateCount(envs.single_observation_space, envs.single_action_space, key="pose_key", mode="lifelong")
+    bonus = module.compute(rollout_of(next_obs)).numpy()
+    seen: dict[int, int] = {}
+    expected = np.zeros(pose.shape)
+    for t in range(pose.shape[0]):
+        for e in range(pose.shape[1]):
+            seen[int(pose[t, e])] = seen.get(int(pose[t, e]), 0) + 1
+            expected[t, e] = seen[int(pose[t, e])] ** -0.5
+    np.testing.assert_allclose(bonus, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="key 'pose_key' is not an observation"):
+        StateCount(KEY_SPACE, ACTIONS, key="pose_key")
+    assert sorted(network_keys(envs.single_observation_space)) == ["direction", "image"]
+    encoder = make_encoder(envs.single_observation_space)
+    assert "pose_key" not in str(encoder) and "state_key" not in str(encoder)
