@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-SUITE_TITLES = {"nethack": "NetHack", "crafter": "Crafter", "minigrid": "MiniGrid / BabyAI"}
+SUITE_TITLES = {"nethack": "NetHack", "minihack": "MiniHack", "crafter": "Crafter", "minigrid": "MiniGrid / BabyAI"}
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):

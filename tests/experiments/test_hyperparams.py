@@ -21,7 +21,11 @@ def test_naming_the_default_env_is_the_bare_default_run() -> None:
     assert bare.env_id == default_env()
     for name in (bare.env_id, bare.env_id.removeprefix("Rove/")):
         assert _spec(name) == bare
-    assert bare.intrinsic == ("count",) and bare.intrinsic_kwargs == {"mode": "episodic", "coef": 0.05}
+    assert bare.intrinsic == ("count",) and bare.intrinsic_kwargs == {
+        "mode": "episodic",
+        "coef": 0.05,
+        "key": "pose_key",
+    }
     assert _spec("--seed", "3") == _spec(bare.env_id, "--seed", "3")
 
 

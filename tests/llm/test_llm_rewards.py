@@ -1,5 +1,6 @@
 """The four registered LLM-reward modules: construction, post-processing, episodic counts, online learning."""
 
+import inspect
 import time
 
 import numpy as np
@@ -237,7 +238,12 @@ def test_oni_ranking_pool_keeps_every_tenth_observation_with_duplicates():
 def test_oni_classification_schedule_and_failed_parse_as_zero(wait_until, monkeypatch):
     import rove.llm.rewards as rewards
 
-    assert ONIClassification.__init__.__kwdefaults__ == {
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(ONIClassification).parameters.items()
+        if p.kind == p.KEYWORD_ONLY
+    }
+    assert defaults == {
         "train_steps": 32, "lr": 1e-4, "batch_size": 256, "max_labels": 25_000, "encoder": "lt_cnn",
     }  # fmt: skip
     encoded = []
