@@ -22,7 +22,12 @@ def test_envs_lists_every_id_by_suite(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     listed = {line.strip() for line in out.splitlines() if line.startswith("  ")}
     assert listed == {k for k in gym.registry if k.startswith("Rove/")}
-    assert "NetHack (20)" in out and "MiniHack (158)" in out and "Crafter (2)" in out and "  Rove/MiniGrid-DoorKey-8x8-v0" in out
+    assert (
+        "NetHack (20)" in out
+        and "MiniHack (158)" in out
+        and "Crafter (2)" in out
+        and "  Rove/MiniGrid-DoorKey-8x8-v0" in out
+    )
     assert main(["envs", "--suite", "crafter"]) == 0
     assert capsys.readouterr().out.split() == ["Crafter", "(2)", "Rove/CrafterNoReward-v1", "Rove/CrafterReward-v1"]
 
