@@ -158,3 +158,13 @@ class EpisodeTracker:
 
     def finish(self, **metrics: Any) -> dict[str, Any]:
         return {"r": self.ret, "l": self.length, **metrics}
+
+
+def compass_offset(dx: int, dy: int) -> str:
+    """An offset in words, north up (``dy < 0``): ``"2 east, 1 north"``; ``"here"`` for (0, 0) (text views)."""
+    parts = []
+    if dx:
+        parts.append(f"{abs(dx)} {'east' if dx > 0 else 'west'}")
+    if dy:
+        parts.append(f"{abs(dy)} {'south' if dy > 0 else 'north'}")
+    return ", ".join(parts) if parts else "here"

@@ -23,17 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from rove.envs.core import compass_offset
+
 VITALS = ("health", "food", "drink", "energy")
 _SKIPPED_MATERIALS = frozenset({None, "grass"})
-
-
-def _offset(dx: int, dy: int) -> str:
-    parts = []
-    if dx:
-        parts.append(f"{abs(dx)} {'east' if dx > 0 else 'west'}")
-    if dy:
-        parts.append(f"{abs(dy)} {'south' if dy > 0 else 'north'}")
-    return ", ".join(parts) if parts else "here"
 
 
 def describe(env: Any) -> str:
@@ -62,7 +55,7 @@ def describe(env: Any) -> str:
     lines = []
     for name, cells in sorted(seen.items(), key=lambda item: (min(item[1]), item[0])):
         _, dx, dy = min(cells)
-        lines.append(f"{name}: {_offset(dx, dy)} ({len(cells)} in view)")
+        lines.append(f"{name}: {compass_offset(dx, dy)} ({len(cells)} in view)")
     fx, fy = px + int(player.facing[0]), py + int(player.facing[1])
     facing = "the edge of the world"
     if 0 <= fx < world.area[0] and 0 <= fy < world.area[1]:

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from nle import nethack
 
+from rove.envs.core import compass_offset
+
 NEEDED_KEYS = ("message", "glyphs", "blstats", "screen_descriptions", "inv_letters", "inv_strs")  # describe()'s order
 MAX_THINGS = 40
 
@@ -70,14 +72,7 @@ def glyph_kind(glyph: int) -> str | None:
     return None  # explosions, zaps, swallowed
 
 
-def direction(dx: int, dy: int) -> str:
-    """Offset in words, north up (``dy < 0``): ``"2 east, 1 north"``; ``"here"`` for (0, 0)."""
-    parts = []
-    if dx:
-        parts.append(f"{abs(dx)} {'east' if dx > 0 else 'west'}")
-    if dy:
-        parts.append(f"{abs(dy)} {'south' if dy > 0 else 'north'}")
-    return ", ".join(parts) if parts else "here"
+direction = compass_offset  # the name the NetHack text view and its tests use
 
 
 def _decode(row: np.ndarray) -> str:
