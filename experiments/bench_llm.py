@@ -75,6 +75,10 @@ class Args:
     )
     real_tokens: int = field(default=96, metadata={"help": "max_new_tokens of SmolLM2's answers"})
     real_timesteps: int = field(default=2048, metadata={"help": "PPO steps per run against the served model"})
+    real_server_cpus: str = field(
+        default="",
+        metadata={"help": "pin `transformers serve` to these CPUs (`taskset -c`, e.g. 1): a core of its own"},
+    )
     real_server_nice: int = field(
         default=0, metadata={"help": "run `transformers serve` under `nice -n` this (a shared CPU: learner first)"}
     )
@@ -271,7 +275,7 @@ def time_real_judge(args: Args, backend: Any) -> dict[str, Any]:
     return rows
 
 
-def _serve(folder: Path, port: int, nice: int = 0) -> Any:
+def _serve(folder: Path, port: int, nice: int = 0, cpus: str = "") -> Any:
     import subprocess
     import sys
     import urllib.request
@@ -281,6 +285,8 @@ def _serve(folder: Path, port: int, nice: int = 0) -> Any:
     cmd += ["--port", str(port), "--device", "cpu"]
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
+    if cpus:
+        cmd = ["taskset", "-c", cpus, *cmd]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"}
     )
@@ -305,7 +311,7 @@ def time_real_server(args: Args, folder: Path) -> dict[str, Any]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = _serve(folder, port, args.real_server_nice)
+    proc = _serve(folder, port, args.real_server_nice, args.real_server_cpus)
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
         results: dict[str, list[float]] = {"none": [], "oni_retrieval": []}
