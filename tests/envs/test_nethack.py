@@ -459,3 +459,15 @@ def test_motif_eat_fix_eats_the_first_listed_item():
         env.close()
     assert captions["Rove/Motif-NetHackScore-v1"] == ("You're finally finished.", 0)  # ate the ration: satiated
     assert captions["Rove/NetHackScore-v0"][0].startswith("What do you want to eat?")  # 'y' is no item letter
+
+
+@pytest.mark.parametrize("env_id", ["Rove/NetHackScore-v0", "Rove/MiniHack-Room-5x5-v0"])
+def test_an_unknown_reset_option_is_refused_by_name(env_id: str) -> None:
+    env = gym.make(env_id)
+    try:
+        with pytest.raises(
+            ValueError, match=r"unknown reset option\(s\) \['wizkit'\]; valid options: \['wizkit_items'\]"
+        ):
+            env.reset(seed=0, options={"wizkit": ["wand"]})
+    finally:
+        env.close()

@@ -49,7 +49,7 @@ from rove.envs.core import (
     text_space,
 )
 from rove.envs.minihack.tasks import CUSTOM_IDS, MINIHACK_IDS, NOT_REGISTERED, task_class
-from rove.envs.nethack.env import blstats_state_key
+from rove.envs.nethack.env import blstats_state_key, nle_reset_options
 from rove.envs.nethack.text import describe
 
 CROP_KEYS = (
@@ -66,7 +66,6 @@ DEFAULT_KEYS = ("glyphs", "blstats", CAPTION, STATE_KEY)
 _ALWAYS_NLE = ("glyphs", "chars", "blstats", "message", "screen_descriptions", "inv_letters", "inv_strs")
 _TEXT_NLE = ("message", "glyphs", "blstats", "screen_descriptions", "inv_letters", "inv_strs")
 _MAX_SEED = 2**63 - 1
-RESET_OPTIONS = ("wizkit_items",)
 
 
 NLE_KEYS: tuple[str, ...] = tuple(name for name, _ in NLE_SPACE_ITEMS)
@@ -205,12 +204,7 @@ class MiniHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Starts a new episode; ``seed`` fixes its level and everything that happens in it."""
         super().reset(seed=seed)
-        nle_options = None
-        if options:
-            bad = [k for k in options if k not in RESET_OPTIONS]
-            if bad:
-                raise ValueError(f"{self._name}: unknown reset option(s) {bad}; valid options: {list(RESET_OPTIONS)}")
-            nle_options = {"wizkit_items": options.get("wizkit_items")}
+        nle_options = nle_reset_options(self._name, options)
         t = self._task
         core, disp, layout = (int(s) for s in self.np_random.integers(0, _MAX_SEED, size=3))
         minigrid_env = getattr(t, "minigrid_env", None)

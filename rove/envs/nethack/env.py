@@ -62,6 +62,17 @@ AVAILABLE_KEYS: tuple[str, ...] = (*NLE_KEYS, CAPTION, STATE_KEY, TEXT)
 DEFAULT_KEYS: tuple[str, ...] = ("glyphs", "blstats", CAPTION, STATE_KEY)
 RESET_OPTIONS = ("wizkit_items",)
 
+
+def nle_reset_options(name: str, options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """nle's ``reset`` options from Rove's (``RESET_OPTIONS`` only; an unknown one is an error naming it)."""
+    if not options:
+        return None
+    bad = [k for k in options if k not in RESET_OPTIONS]
+    if bad:
+        raise ValueError(f"{name}: unknown reset option(s) {bad}; valid options: {list(RESET_OPTIONS)}")
+    return {"wizkit_items": options.get("wizkit_items")}
+
+
 # NetHack's message line is exactly a caption: 256 NUL-padded bytes.
 assert nethack.MESSAGE_SHAPE == (CAPTION_BYTES,), nethack.MESSAGE_SHAPE
 
@@ -324,12 +335,7 @@ class NetHackEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             options: ``{"wizkit_items": [...]}`` (wizard mode only) or None.
         """
         super().reset(seed=seed)
-        nle_options = None
-        if options:
-            bad = [k for k in options if k not in RESET_OPTIONS]
-            if bad:
-                raise ValueError(f"{self._name}: unknown reset option(s) {bad}; valid options: {list(RESET_OPTIONS)}")
-            nle_options = {"wizkit_items": options.get("wizkit_items")}
+        nle_options = nle_reset_options(self._name, options)
         core, disp = (int(s) for s in self.np_random.integers(0, _MAX_SEED, size=2))
         t = self._task
         # Through the binding: NetHackChallenge replaces nle's seeding methods by ones that raise.
