@@ -117,6 +117,11 @@ class SweepConfig:
 
         if not self.envs:
             return
+        if self.env_kwargs:  # building each env once is the only way to check every env's own options
+            from rove.experiments.env_options import check_env_kwargs
+
+            for env in self.envs:
+                check_env_kwargs(env, self.env_kwargs)
         for method in self.methods:
             try:
                 check_spec(self.spec(self.envs[0], method, self.seeds[0] if self.seeds else 0), here)

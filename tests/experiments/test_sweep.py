@@ -245,3 +245,14 @@ def test_step_counts_in_configs_and_on_the_command_line(tmp_path: Path, capsys: 
         assert load_config(_config(tmp_path, TINY.replace("128", text))).total_timesteps == steps
     assert main(["sweep", str(_config(tmp_path)), "--steps", "2e3", "--dry-run", "--out", str(tmp_path / "r")]) == 0
     assert "(2000 steps)" in capsys.readouterr().out
+
+
+def test_a_misspelt_env_option_is_refused_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _config(tmp_path, TINY + "\n[env_kwargs]\nmax_step = 5\n")
+    with pytest.raises(ValueError, match=r"bad env option for Rove/MiniGrid-Empty-5x5-v0 .*'max_step'"):
+        load_config(bad)
+    out = tmp_path / "runs"
+    assert main(["sweep", str(bad), "--dry-run", "--out", str(out)]) == 2
+    assert "max_step" in capsys.readouterr().err and not out.exists()
+    good = _config(tmp_path, TINY + "\n[env_kwargs]\nmax_steps = 5\n")
+    assert load_config(good).specs()[0].env_kwargs == {"max_steps": 5}
