@@ -28,6 +28,7 @@ _BUILTIN: dict[str, str] = {
     "ride": "rove.intrinsic.ride:RIDE",
     "re3": "rove.intrinsic.re3:RE3",
     "fusion": "rove.intrinsic.fusion:Fusion",
+    "airs": "rove.intrinsic.fusion:AIRS",
     # LLM-preference rewards (rove.llm): they read the ``caption`` observation key.
     "motif": "rove.llm.rewards:MotifReward",
     "oni_retrieval": "rove.llm.rewards:ONIRetrieval",
