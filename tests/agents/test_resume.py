@@ -72,6 +72,20 @@ SUITES = {
         },
         "total": 4 * 15,
     },
+    "minigrid_airs": {  # the bandit (counts, window, choice, unfinished returns) comes back exactly
+        "env": "Rove/MiniGrid-Empty-5x5-v0",
+        "vec": {"max_steps": 12},  # episodes end every 1.5 rollouts: the bandit is credited and re-chooses
+        "kwargs": {
+            "intrinsic": "airs",
+            "intrinsic_kwargs": {"candidates": ["none", "count", "rnd"]},
+            "n_envs": 4,
+            "n_steps": 8,
+            "batch_size": 16,
+            "n_epochs": 1,
+            "seed": 9,
+        },
+        "total": 4 * 8 * 6,
+    },
 }
 
 

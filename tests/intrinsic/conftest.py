@@ -60,12 +60,13 @@ def collect(suite: str, num_envs: int = 4, num_steps: int = 32, num_rollouts: in
     obs, _ = envs.reset(seed=seed)
     rollouts = []
     for _ in range(num_rollouts):
-        frames, actions, dones, valid = [obs], [], [], []
+        frames, actions, rewards, dones, valid = [obs], [], [], [], []
         for _ in range(num_steps):
             action = envs.action_space.sample()
-            obs, _, terminated, truncated, infos = envs.step(action)
+            obs, reward, terminated, truncated, infos = envs.step(action)
             frames.append(obs)
             actions.append(action)
+            rewards.append(reward)
             dones.append(terminated | truncated)
             valid.append(~np.asarray(infos["autoreset"]))
         stacked = to_tensor({k: np.stack([f[k] for f in frames]) for k in frames[0]})
@@ -74,7 +75,7 @@ def collect(suite: str, num_envs: int = 4, num_steps: int = 32, num_rollouts: in
                 {k: v[:-1] for k, v in stacked.items()},
                 torch.as_tensor(np.stack(actions)),
                 {k: v[1:] for k, v in stacked.items()},
-                torch.zeros(num_steps, num_envs),
+                torch.as_tensor(np.stack(rewards), dtype=torch.float32),  # the env's extrinsic rewards
                 torch.as_tensor(np.stack(dones)),
                 torch.as_tensor(np.stack(valid)),
             )
