@@ -3,8 +3,10 @@ previous choice, a controlled bandit, the identity member, logging, and bad opti
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,15 +314,28 @@ def test_a_short_ppo_run_logs_the_choice_per_rollout(tmp_path: Path) -> None:
     model = PPO(
         "auto", "Rove/MiniGrid-DoorKey-5x5-v0", intrinsic="airs",
         intrinsic_kwargs={"candidates": ["none", "count"], "select_by": "rollout_return"},
-        n_envs=2, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu", run_dir=tmp_path, verbose=0,
+        n_envs=2, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu", run_dir=tmp_path / "run", verbose=0,
     )  # fmt: skip
     model.learn(2 * 8 * 4)
-    rows = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "progress.jsonl").read_text().splitlines()]
     assert len(rows) == 4
     choices = [row["intrinsic/airs/select/choice"] for row in rows]
     assert choices[:2] == [0.0, 1.0], "round robin first"
     credited = [row["intrinsic/airs/select/none/count"] + row["intrinsic/airs/select/count/count"] for row in rows]
     assert credited == [0.0, 1.0, 2.0, 3.0], "every rollout after the first credits the previous choice"
+    # experiments/airs_arms.py reads the same log back: the share of rollouts each candidate shaped
+    spec = importlib.util.spec_from_file_location(
+        "airs_arms", Path(__file__).parents[2] / "experiments" / "airs_arms.py"
+    )
+    assert spec is not None and spec.loader is not None
+    arms = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = arms  # dataclasses look their module up
+    spec.loader.exec_module(arms)
+    run = arms.read_run(tmp_path / "run")
+    assert run.members == ["none", "count"] and run.choices.tolist() == [int(c) for c in choices]
+    np.testing.assert_allclose(run.shares(2), [[0.5, 0.5], np.bincount(run.choices[2:], minlength=2) / 2])
+    arms.write_report([run], tmp_path / "out", bins=2)
+    assert "| run | none | 0.50 |" in (tmp_path / "out" / "arms.md").read_text()
 
 
 def test_state_dict_and_training_state_restore_the_bandit_exactly() -> None:
