@@ -27,6 +27,7 @@ class ArmRun:
     """One run's choices: ``steps [U]`` env steps at each update, ``choices [U]`` the chosen member's index."""
 
     name: str
+    method: str
     members: list[str]
     steps: np.ndarray
     choices: np.ndarray
@@ -55,8 +56,10 @@ def read_run(folder: Path) -> ArmRun | None:
     )
     chosen = [row for row in rows if prefix + "choice" in row]
     values = {m: float(chosen[-1][f"{prefix}{m}/value"]) for m in members if f"{prefix}{m}/value" in chosen[-1]}
+    parts = folder.name.split("__")  # {env}__{method}__{seed}__{time}
     return ArmRun(
         folder.name,
+        parts[1] if len(parts) == 4 else folder.name,
         members,
         np.array([row["step"] for row in chosen]),
         np.array([int(row[prefix + "choice"]) for row in chosen]),
@@ -67,7 +70,6 @@ def read_run(folder: Path) -> ArmRun | None:
 def write_report(runs: list[ArmRun], out: Path, bins: int) -> None:
     """``arms.md``, ``arms.csv`` and ``arms.png`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    members = runs[0].members
     parts = [f"{100 * b // bins}-{100 * (b + 1) // bins}%" for b in range(bins)]
     lines = [
         "# How often AIRS chose each candidate",
@@ -100,15 +102,18 @@ def write_report(runs: list[ArmRun], out: Path, bins: int) -> None:
     import matplotlib.pyplot as plt
 
     fine = 10
-    mean = np.mean([run.shares(fine) for run in runs if run.members == members], axis=0)
-    last = max(int(run.steps[-1]) for run in runs)
-    x = (np.arange(fine) + 0.5) * last / fine
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for i, member in enumerate(members):
-        ax.plot(x, mean[:, i], marker="o", label=member)
-    ax.set(xlabel="env steps", ylabel="share of rollouts", ylim=(0, 1), title=f"AIRS choices ({len(runs)} runs)")
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
+    methods = list(dict.fromkeys(run.method for run in runs))
+    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.2), squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods, strict=True):
+        group = [run for run in runs if run.method == method]
+        mean = np.mean([run.shares(fine) for run in group], axis=0)  # mean over the method's runs (seeds)
+        x = (np.arange(fine) + 0.5) * max(int(run.steps[-1]) for run in group) / fine
+        for i, member in enumerate(group[0].members):
+            ax.plot(x, mean[:, i], marker="o", label=member)
+        ax.set(xlabel="env steps", ylim=(0, 1), title=f"{method}: choices ({len(group)} runs)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("share of rollouts (10 bins)")
+    axes[0][0].legend(frameon=False)
     fig.tight_layout()
     fig.savefig(out / "arms.png", dpi=150)
     plt.close(fig)
@@ -119,8 +124,12 @@ def main() -> None:
     parser.add_argument("sweep", type=Path, help="a sweep's output folder (runs/<name>)")
     parser.add_argument("--out", type=Path, default=None, help="where the files go (default: the sweep folder)")
     parser.add_argument("--bins", type=int, default=4, help="stretches of training in the table")
+    parser.add_argument("--include-unfinished", action="store_true", help="also runs without result.json")
     args = parser.parse_args()
-    runs = [run for folder in sorted(args.sweep.iterdir()) if folder.is_dir() and (run := read_run(folder))]
+    folders = [f for f in sorted(args.sweep.iterdir()) if f.is_dir()]
+    if not args.include_unfinished:
+        folders = [f for f in folders if (f / "result.json").is_file()]
+    runs = [run for folder in folders if (run := read_run(folder))]
     if not runs:
         raise SystemExit(f"no run under {args.sweep} logged a select fusion (intrinsic/<module>/select/choice)")
     write_report(runs, args.out or args.sweep, args.bins)
