@@ -3,11 +3,16 @@ computed independently of the module's own code paths."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from gymnasium import spaces
 
 import rove.intrinsic as ri
 from rove.intrinsic import Rollout
@@ -19,16 +24,19 @@ SMALL = {"features_dim": 32, "hidden_dim": 32, "action_dim": 8, "predictor_hidde
 
 
 def build(batch: Any, name: str, **kwargs: Any) -> BYOLExplore:
-    module = ri.make(name, batch.observation_space, batch.action_space, seed=0, normalize="none", **SMALL, **kwargs)
+    options = {"seed": 0, "normalize": "none", **SMALL, **kwargs}
+    module = ri.make(name, batch.observation_space, batch.action_space, **options)
     assert isinstance(module, BYOLExplore)
     return module
 
 
-def with_boundary(rollout: Rollout, env: int, t: int) -> Rollout:
+def with_boundary(rollout: Rollout, env: int, t: int, autoreset: bool = True) -> Rollout:
     """The rollout with an episode end at step ``t`` of ``env`` and the autoreset row after it (real frames, the
-    boundary marked as the vector env marks one)."""
+    boundary marked as Rove's NEXT_STEP vector env marks one); ``autoreset=False``: no autoreset row, step ``t+1``
+    starts the next episode (Gymnasium's SAME_STEP mode)."""
     dones, valid = rollout.dones.clone(), rollout.valid.clone()
-    dones[t, env], valid[t + 1, env] = True, False
+    dones[t, env] = True
+    valid[t + 1, env] = not autoreset
     return Rollout(rollout.obs, rollout.actions, rollout.next_obs, rollout.rewards, dones, valid)
 
 
@@ -102,7 +110,7 @@ def reference_reward(module: BYOLExplore, rollout: Rollout) -> torch.Tensor:
 def test_reward_is_the_sum_of_the_losses_of_the_predictions_of_each_step(real_batch: Any, name: str) -> None:
     module = build(real_batch, name, horizon=4, num_epochs=1, num_minibatches=2)
     module.update(real_batch.rollouts[0])  # trained weights and a non-zero target mean
-    rollout = with_boundary(with_boundary(real_batch.rollouts[1], 0, 5), 1, 12)
+    rollout = with_boundary(with_boundary(real_batch.rollouts[1], 0, 5), 1, 12, autoreset=False)
     expected = reference_reward(module, rollout)
     torch.testing.assert_close(module.compute(rollout), expected, rtol=1e-4, atol=1e-5)
 
@@ -119,21 +127,112 @@ def test_every_step_is_the_target_of_up_to_horizon_predictions(minigrid_batch: A
 
 
 # ----- no prediction crosses an episode end or an autoreset row -----
+@pytest.mark.parametrize("autoreset", [True, False], ids=["autoreset_row", "same_step"])
 @pytest.mark.parametrize("name", NAMES)
-def test_no_prediction_crosses_an_episode_end_or_an_autoreset_row(real_batch: Any, name: str) -> None:
+def test_no_prediction_crosses_an_episode_end_or_an_autoreset_row(real_batch: Any, name: str, autoreset: bool) -> None:
     module = build(real_batch, name, horizon=6)
     module.update(real_batch.rollouts[0])
-    t = 9  # episode ends at step t of env 0; step t + 1 is the autoreset row
-    rollout = with_boundary(real_batch.rollouts[1], 0, t)
+    t = 9  # episode ends at step t of env 0; step t + 1 is the autoreset row (or the next episode's first step)
+    rollout = with_boundary(real_batch.rollouts[1], 0, t, autoreset)
+    first = t + 2 if autoreset else t + 1  # the next episode's first transition
     reward = module.compute(rollout)
-    assert reward[t + 1, 0] == 0
-    after = module.compute(frames_replaced(rollout, 0, slice(t + 2, None), 1))  # the next episode changes
+    if autoreset:
+        assert reward[t + 1, 0] == 0
+    # next_obs[t] is the first episode's last frame: replace what comes after it (obs[t + 1] is that same frame)
+    after = module.compute(frames_replaced(rollout, 0, slice(first, None), 1))
     torch.testing.assert_close(after[: t + 1, 0], reward[: t + 1, 0], rtol=0, atol=0)
-    assert not torch.equal(after[t + 2 :, 0], reward[t + 2 :, 0])
+    assert not torch.equal(after[first:, 0], reward[first:, 0])
     before = module.compute(frames_replaced(rollout, 0, slice(0, t + 1), 1))  # the first episode changes
-    torch.testing.assert_close(before[t + 2 :, 0], reward[t + 2 :, 0], rtol=0, atol=0)
+    torch.testing.assert_close(before[first:, 0], reward[first:, 0], rtol=0, atol=0)
+    if not autoreset:
+        return
     actions = rollout.actions.clone()
     actions[t + 1, 0] = (actions[t + 1, 0] + 1) % int(real_batch.action_space.n)  # the ignored action
     ignored = module.compute(Rollout(rollout.obs, actions, rollout.next_obs, rollout.rewards, rollout.dones,
                                      rollout.valid))  # fmt: skip
     torch.testing.assert_close(ignored, reward, rtol=0, atol=0)
+
+
+# ----- the reward falls where the world model has trained -----
+def time_shuffled(rollout: Rollout, seed: int = 0) -> Rollout:
+    """The same frames, each ``next_obs`` taken from a random other step: transitions that never happened."""
+    order = torch.randperm(rollout.num_steps, generator=torch.Generator().manual_seed(seed))
+    next_obs = {k: v[order] for k, v in rollout.next_obs.items()}
+    return Rollout(rollout.obs, rollout.actions, next_obs, rollout.rewards, rollout.dones, rollout.valid)
+
+
+def trained_vs_unseen(batch: Any, name: str, unseen: Rollout, updates: int) -> tuple[float, float, float]:
+    """Mean reward of a rollout before and after ``updates`` updates on it, and of ``unseen`` after them."""
+    module = build(batch, name, num_epochs=1, num_minibatches=1)
+    rollout, valid = batch.rollouts[0], batch.rollouts[0].valid
+    before = float(module.compute(rollout)[valid].mean())
+    for _ in range(updates):
+        module.update(rollout)
+    return before, float(module.compute(rollout)[valid].mean()), float(module.compute(unseen)[unseen.valid].mean())
+
+
+@pytest.fixture(scope="module")
+def lava_rollout() -> Rollout:
+    """MiniGrid transitions of another task (LavaGap: lava, no door or key) in DoorKey's observation space."""
+    spec = importlib.util.spec_from_file_location("byol_conftest", Path(__file__).with_name("conftest.py"))
+    assert spec is not None and spec.loader is not None
+    real = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = real  # its dataclass looks the module up there
+    spec.loader.exec_module(real)  # the session fixtures' collector, for one more env
+    real.SUITES["lavagap"] = ("Rove/MiniGrid-LavaGapS5-v0", real.SUITES["minigrid"][1])
+    return real.collect("lavagap", num_envs=4, num_steps=80, num_rollouts=1).rollouts[0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reward_falls_on_trained_transitions_not_on_unseen_ones(
+    minigrid_batch: Any, lava_rollout: Rollout, name: str
+) -> None:
+    before, trained, unseen = trained_vs_unseen(minigrid_batch, name, lava_rollout, updates=30)
+    assert trained < 0.5 * before
+    assert trained < 0.9 * unseen, (trained, unseen)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", ["crafter", "nethack"])
+@pytest.mark.parametrize("name", NAMES)
+def test_reward_falls_on_trained_transitions_not_on_unseen_ones_crafter_nethack(
+    request: pytest.FixtureRequest, suite: str, name: str
+) -> None:
+    batch = request.getfixturevalue(f"{suite}_batch")
+    before, trained, unseen = trained_vs_unseen(batch, name, time_shuffled(batch.rollouts[0]), updates=60)
+    assert trained < 0.5 * before
+    assert trained < 0.9 * unseen, (trained, unseen)
+
+
+# ----- checkpoints: a restored module continues exactly as the original -----
+@pytest.mark.parametrize("name", NAMES)
+def test_restored_module_continues_bit_identical(minigrid_batch: Any, name: str) -> None:
+    a = build(minigrid_batch, name, num_epochs=1, num_minibatches=2, normalize="std")
+    a.compute(minigrid_batch.rollouts[0])
+    a.update(minigrid_batch.rollouts[0])
+    b = build(minigrid_batch, name, num_epochs=1, num_minibatches=2, normalize="std")
+    saved = io.BytesIO()  # through bytes, as a checkpoint file (a live state dict shares a's tensors)
+    torch.save({"state": a.state_dict(), "training": a.get_training_state()}, saved)
+    saved.seek(0)
+    checkpoint = torch.load(saved, weights_only=False)
+    b.load_state_dict(checkpoint["state"])
+    b.set_training_state(checkpoint["training"])
+    for module in (a, b):
+        module.compute(minigrid_batch.rollouts[1])
+        module.update(minigrid_batch.rollouts[1])
+    for (key, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), key
+    torch.testing.assert_close(a.compute(minigrid_batch.rollouts[0]), b.compute(minigrid_batch.rollouts[0]), rtol=0,
+                               atol=0)  # fmt: skip
+
+
+def test_bad_options_name_the_value(minigrid_batch: Any) -> None:
+    space, actions = minigrid_batch.observation_space, minigrid_batch.action_space
+    with pytest.raises(ValueError, match="horizon must be a positive integer, got 0"):
+        ri.make("byol_explore", space, actions, horizon=0)
+    with pytest.raises(ValueError, match=r"target_decay must be in \[0, 1\), got 1.5"):
+        ri.make("byol_hindsight", space, actions, target_decay=1.5)
+    with pytest.raises(ValueError, match="num_negatives must be an integer >= 2, got 1"):
+        ri.make("byol_hindsight", space, actions, num_negatives=1)
+    with pytest.raises(ValueError, match="Discrete action space"):
+        ri.make("byol_explore", space, spaces.Box(-1, 1, (2,)))
