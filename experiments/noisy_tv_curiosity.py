@@ -32,6 +32,7 @@ from rove.encoders import MINIGRID_CODES
 from rove.envs import NoisyTV
 from rove.experiments.args import parse_dataclass_args
 from rove.intrinsic import Rollout
+from rove.intrinsic.byol import BYOLHindsight
 from rove.obs import to_tensor
 
 NOOP = 6  # MiniGrid's "done": what the remote does to the game (nothing)
@@ -148,8 +149,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
         row = "  ".join(f"{n} {history[n][-1]['ratio']:.2f}" for n in names)
         print(f"rollout {index + 1}/{args.rollouts} ({transitions} transitions): noisy/ordinary  {row}", flush=True)
+    rollout, noisy, obs = collect(envs, obs, args.num_steps, rng)  # held out: what Z tells about each outcome
     envs.close()
-    results = {"args": dataclasses.asdict(args), "transitions": transitions, "modules": {}}
+    results: dict[str, Any] = {"args": dataclasses.asdict(args), "transitions": transitions, "modules": {}}
+    for module in modules.values():
+        if isinstance(module, BYOLHindsight):
+            results["hindsight_information"] = hindsight_information(module, rollout, noisy)
     for name in names:
         ratios = [h["ratio"] for h in history[name]]
         tail = ratios[-max(1, len(ratios) // 4) :]
@@ -164,10 +169,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out.write_text(json.dumps(results, indent=1) + "\n")
     if args.figure:
         plot(results, Path(args.figure))
+    if "hindsight_information" in results:
+        info = results["hindsight_information"]
+        print(f"byol_hindsight, one-step error with another outcome's Z minus with its own: noisy "
+              f"{info['noisy_gain']:.3f}, ordinary {info['ordinary_gain']:.3f}")  # fmt: skip
     for name, summary in results["modules"].items():
         print(f"{name}: noisy/ordinary reward {summary['first_ratio']:.2f} at first, "
               f"{summary['final_ratio']:.2f} over the last quarter ({summary['seconds']:.0f} s)")  # fmt: skip
     return results
+
+
+def hindsight_information(module: BYOLHindsight, rollout: Rollout, noisy: torch.Tensor) -> dict[str, float]:
+    """How much the one-step reconstruction error grows when ``Z`` comes from another transition's outcome, on
+    noisy and on ordinary transitions: large where the outcome was unpredictable (Z carries the new picture),
+    small where it was predictable (Z should carry nothing the past did not)."""
+    own, swapped = module.one_step_errors(rollout), module.one_step_errors(rollout, swap_hindsight=True)
+    ordinary = rollout.valid & ~noisy
+    out = {}
+    for label, rows in (("noisy", noisy), ("ordinary", ordinary)):
+        out[f"{label}_own"] = float(own[rows].mean())
+        out[f"{label}_swapped"] = float(swapped[rows].mean())
+        out[f"{label}_gain"] = out[f"{label}_swapped"] - out[f"{label}_own"]
+    return out
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

@@ -15,7 +15,7 @@ to their introductions; DeepMind released no code):
   (``= 2 - 2 cos``), averaged over the batch's ``(t, k)``. The intrinsic reward of the transition into
   ``o_{t+1}`` is the sum of the losses of every prediction that targets ``o_{t+1}``:
   ``r_t = sum_{p + k = t + 1} L(p, k)``; it is divided by a running estimate of its standard deviation.
-  Open-loop horizon ``K = 8`` (Atari; floringogianu's re-implementation below defaults to the same).
+  Open-loop horizon ``K = 8`` (Atari; the offline re-implementation below defaults to the same).
 - BYOL-Hindsight. The realised future gives a hindsight vector
   ``Z_{t,k} ~ p(. | b_{t,k-1}, a_{t+k-1}, f_phi(o_{t+k}))`` (a generator fed Gaussian noise) that the predictor
   also receives: ``g(b_{t,k}, Z_{t,k})`` reconstructs ``f_phi(o_{t+k})`` (the same normalised loss). A critic
@@ -26,9 +26,11 @@ to their introductions; DeepMind released no code):
   (the reward, summed per target step as in BYOL-Explore) measures only the predictable novelty. The world
   model minimises ``L_rec + lambda * L_inv``.
 
-Implementations read: floringogianu's offline "Curiosity in Hindsight on top of BYOL-Explore" world model
-(``WorldModel``/``HindsightBYOL``: GRU closed loop, K-step GRU open loop from every step, generator on
-``[eps, b_{t,k-1}, a, target]``, reconstructor and critic on ``[b_{t,k}, a, Z]``, EMA 0.99, ``inv_coeff`` 1.0);
+Implementations read: a public offline "Curiosity in Hindsight on top of BYOL-Explore" world model (liftoff
+configs; the code index did not name its repository) with ``WorldModel``/``HindsightBYOL``: GRU closed loop, K-step
+GRU open loop from every step, generator on ``[eps, b_{t,k-1}, a, target]``, reconstructor and critic on
+``[b_{t,k}, a, Z]``, EMA 0.99, ``inv_coeff`` 1.0 (it adds the contrastive term to one minimised loss: no critic
+ascent step, unlike the paper's min-max);
 a community ``byol_explore`` package (``BYOLHindSight``: per-step generator, critic and world model); and
 Ziksby/MetaLearnCuriosity ``byol_minigrid.py`` (one-step BYOL-Explore-lite in JAX, EMA 0.99, reward-norm 0.99).
 Rove's code is its own.
@@ -186,6 +188,9 @@ class LatentWorldModel(nn.Module):
         horizon: Open-loop steps ``K``.
     """
 
+    target_mean: torch.Tensor
+    target_mean_seen: torch.Tensor
+
     def __init__(
         self, space: spaces.Space, num_actions: int, features_dim: int, hidden_dim: int, action_dim: int, horizon: int
     ) -> None:
@@ -233,13 +238,13 @@ class LatentWorldModel(nn.Module):
     @torch.no_grad()
     def update_target(self, decay: float) -> None:
         """``phi <- decay * phi + (1 - decay) * theta`` for every parameter and float buffer of the encoder."""
-        for target, online in zip(self.target_encoder.parameters(), self.encoder.parameters(), strict=True):
-            target.mul_(decay).add_(online.detach(), alpha=1.0 - decay)
-        for target, online in zip(self.target_encoder.buffers(), self.encoder.buffers(), strict=True):
-            if target.is_floating_point():
-                target.mul_(decay).add_(online, alpha=1.0 - decay)
+        for phi, theta in zip(self.target_encoder.parameters(), self.encoder.parameters(), strict=True):
+            phi.mul_(decay).add_(theta.detach(), alpha=1.0 - decay)
+        for buffer, source in zip(self.target_encoder.buffers(), self.encoder.buffers(), strict=True):
+            if buffer.is_floating_point():
+                buffer.mul_(decay).add_(source, alpha=1.0 - decay)
             else:
-                target.copy_(online)
+                buffer.copy_(source)
 
     def unroll(
         self,
@@ -454,7 +459,7 @@ class BYOLExplore(IntrinsicModule):
 def _targets_selected(selected: torch.Tensor, horizon: int) -> torch.Tensor:
     """``[K, T, E]``: whether the target transition ``p+k-1`` of each prediction is in ``selected [T, E]``."""
     steps = selected.shape[0]
-    padded = torch.cat([selected, torch.zeros_like(selected[:horizon])])
+    padded = torch.cat([selected, selected.new_zeros(horizon, *selected.shape[1:])])
     return torch.stack([padded[k - 1 : k - 1 + steps] for k in range(1, horizon + 1)])
 
 
@@ -540,6 +545,23 @@ class BYOLHindsight(BYOLExplore):
         # The generator minimises the contrastive bound that the critic maximises.
         bound = self.contrastive_bound(unrolled, z, mask, detach_hindsight=False)
         return Losses(losses, {"invariance": self.invariance_coef * bound}, z)
+
+    @torch.no_grad()
+    def one_step_errors(self, rollout: Rollout, swap_hindsight: bool = False) -> torch.Tensor:
+        """The loss of each transition's one-step prediction ``L(t, 1)`` given its hindsight vector, ``[T, E]``;
+        with ``swap_hindsight`` the vector is computed from another transition's realised target (a random
+        permutation). The gap between the two measures how much ``Z`` tells about the realised outcome."""
+        self.eval()
+        rollout = self._prepare_rollout(rollout)
+        unrolled = self._unroll(*self._prepared(rollout), rollout)
+        targets = unrolled.targets[0]
+        if swap_hindsight:
+            order = torch.randperm(targets.shape[0] * targets.shape[1], generator=self.generator).to(targets.device)
+            targets = targets.reshape(-1, targets.shape[2])[order].reshape(targets.shape)
+        noise = targets.new_zeros(*targets.shape[:2], self.noise_dim)
+        z = self.hindsight_generator(torch.cat([unrolled.before[0], unrolled.actions[0], targets, noise], dim=-1))
+        prediction = self.predictor(torch.cat([unrolled.after[0], z], dim=-1))
+        return normalized_l2(prediction, unrolled.targets[0]) * unrolled.mask[0]
 
     def _negatives(self, mask: torch.Tensor) -> torch.Tensor:
         rows = mask.reshape(-1).nonzero(as_tuple=True)[0]

@@ -130,6 +130,8 @@ def test_every_step_is_the_target_of_up_to_horizon_predictions(minigrid_batch: A
 @pytest.mark.parametrize("autoreset", [True, False], ids=["autoreset_row", "same_step"])
 @pytest.mark.parametrize("name", NAMES)
 def test_no_prediction_crosses_an_episode_end_or_an_autoreset_row(real_batch: Any, name: str, autoreset: bool) -> None:
+    if name == "byol_hindsight" and real_batch.suite != "minigrid":
+        pytest.skip("the same masking code as byol_explore's; one suite keeps the default run short")
     module = build(real_batch, name, horizon=6)
     module.update(real_batch.rollouts[0])
     t = 9  # episode ends at step t of env 0; step t + 1 is the autoreset row (or the next episode's first step)
