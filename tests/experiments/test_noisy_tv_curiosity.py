@@ -33,6 +33,9 @@ def test_quick_run_reports_noisy_and_ordinary_rewards_per_module(tmp_path):
         for h in history:  # the ratio is what it says, where the rollout had noisy transitions
             assert math.isnan(h["noisy"]) or math.isclose(h["ratio"], h["noisy"] / h["ordinary"])
         assert summary["seconds"] > 0
+    info = saved["hindsight_information"]  # byol_hindsight's Z, scored on a held-out rollout
+    assert {"noisy_own", "noisy_swapped", "ordinary_own", "ordinary_swapped"} <= info.keys()
+    assert math.isclose(info["ordinary_gain"], info["ordinary_swapped"] - info["ordinary_own"])
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -185,7 +185,7 @@ def lava_rollout() -> Rollout:
     return real.collect("lavagap", num_envs=4, num_steps=80, num_rollouts=1).rollouts[0]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["byol_explore", pytest.param("byol_hindsight", marks=pytest.mark.slow)])
 def test_reward_falls_on_trained_transitions_not_on_unseen_ones(
     minigrid_batch: Any, lava_rollout: Rollout, name: str
 ) -> None:
