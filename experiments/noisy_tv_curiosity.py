@@ -49,6 +49,7 @@ class Args:
     num_steps: int = field(default=64, metadata={"help": "steps per rollout"})
     rollouts: int = field(default=40, metadata={"help": "rollouts (each scored, then trained on, by every module)"})
     tv_rows: int = field(default=3, metadata={"help": "the TV: this many far rows of the 7x7 view, full width"})
+    invariance_coef: float = field(default=1.0, metadata={"help": "byol_hindsight's lambda (its default 1.0)"})
     seed: int = field(default=0, metadata={"help": "seed of envs, actions and modules"})
     quick: bool = field(default=False, metadata={"help": "smoke run: 2 envs x 16 steps, 3 rollouts"})
     out: str = field(default="experiments/results/noisy_tv_curiosity.json", metadata={"help": "JSON results"})
@@ -117,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     names = [n.strip() for n in args.modules.split(",") if n.strip()]
     envs = make_envs(args)
     space, action_space = envs.single_observation_space, envs.single_action_space
+    kwargs = {**MODULE_KWARGS, "byol_hindsight": {"invariance_coef": args.invariance_coef}}
     modules = {
-        n: intrinsic.make(n, space, action_space, seed=args.seed, normalize="none", **MODULE_KWARGS.get(n, {}))
-        for n in names
+        n: intrinsic.make(n, space, action_space, seed=args.seed, normalize="none", **kwargs.get(n, {})) for n in names
     }
     seconds = dict.fromkeys(names, 0.0)
     history: dict[str, list[dict[str, float]]] = {n: [] for n in names}
