@@ -56,6 +56,8 @@ def frames_replaced(rollout: Rollout, env: int, steps: slice, source_env: int) -
 # ----- the target network is the EMA of the online one -----
 @pytest.mark.parametrize("name", NAMES)
 def test_target_encoder_is_the_ema_of_the_online_encoder(real_batch: Any, name: str) -> None:
+    if name == "byol_hindsight" and real_batch.suite != "minigrid":
+        pytest.skip("the world model (and its EMA) is byol_explore's; one suite keeps the default run short")
     module = build(real_batch, name, num_epochs=1, num_minibatches=1, target_decay=0.9)
     wm = module.world_model
     old_target = {k: v.clone() for k, v in wm.target_encoder.state_dict().items()}
