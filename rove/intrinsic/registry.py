@@ -27,6 +27,8 @@ _BUILTIN: dict[str, str] = {
     "e3b": "rove.intrinsic.e3b:E3B",
     "ride": "rove.intrinsic.ride:RIDE",
     "re3": "rove.intrinsic.re3:RE3",
+    "byol_explore": "rove.intrinsic.byol:BYOLExplore",
+    "byol_hindsight": "rove.intrinsic.byol:BYOLHindsight",
     "fusion": "rove.intrinsic.fusion:Fusion",
     "airs": "rove.intrinsic.fusion:AIRS",
     # LLM-preference rewards (rove.llm): they read the ``caption`` observation key.

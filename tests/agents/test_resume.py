@@ -111,6 +111,20 @@ SLOW_SUITES = {
         "total": 10 * 64,
         "kill_after": (2, 7),
     },
+    "minigrid_byol_hindsight": {
+        "env": "Rove/MiniGrid-DoorKey-5x5-v0",
+        "kwargs": {
+            "intrinsic": "byol_hindsight",
+            "intrinsic_kwargs": {"features_dim": 32, "hidden_dim": 32, "num_epochs": 1, "num_minibatches": 2},
+            "n_envs": 4,
+            "n_steps": 16,
+            "batch_size": 32,
+            "n_epochs": 1,
+            "seed": 9,
+        },
+        "total": 10 * 64,
+        "kill_after": (2, 7),
+    },
     "nethack_subprocess": {
         "env": "Rove/NetHackScore-v0",
         "vec": {"mode": "subprocess", "num_workers": 2},

@@ -25,7 +25,7 @@ CAPTIONS = ["", "You open the door.", "You see here a key.", "It's a wall."]
 # Modules that need options to be built at all.
 KWARGS: dict[str, dict[str, Any]] = {"fusion": {"modules": [("icm", {}), ("e3b", {})]}}
 # Modules with networks that must train on every update.
-LEARNS = {"icm", "disagreement", "e3b", "ride", "rnd", "noveld", "ngu", "rdd"}
+LEARNS = {"icm", "disagreement", "e3b", "ride", "rnd", "noveld", "ngu", "rdd", "byol_explore", "byol_hindsight"}
 
 
 def _caption(n: int, gen: torch.Generator) -> torch.Tensor:

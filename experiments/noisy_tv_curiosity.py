@@ -1,0 +1,220 @@
+"""Noisy TV: do ICM's, BYOL-Explore's and BYOL-Hindsight's rewards follow the noise? One stream of MiniGrid rollouts.
+
+A random agent plays MiniGrid with Rove's ``NoisyTV`` in ``mode="action"``: an added remote action redraws the
+``tv_rows`` farthest rows of the egocentric view (every code uniform over MiniGrid's 16 code values), the
+other actions leave the picture as it was. The same rollouts train every module; before each update the module
+scores the new rollout, and the script reports the mean raw reward of the noisy transitions (the remote was
+pressed, a fresh picture is shown) over that of the ordinary ones. Curiosity that rewards prediction error keeps
+that ratio high (the noise is never predictable); Curiosity in Hindsight should bring it towards 1.
+
+``python experiments/noisy_tv_curiosity.py`` (a few CPU minutes) writes ``experiments/results/noisy_tv_curiosity.json``
+and ``.png``; ``--quick`` is a smoke run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+import rove
+from rove import intrinsic
+from rove.encoders import MINIGRID_CODES
+from rove.envs import NoisyTV
+from rove.experiments.args import parse_dataclass_args
+from rove.intrinsic import Rollout
+from rove.intrinsic.byol import BYOLHindsight
+from rove.obs import to_tensor
+
+NOOP = 6  # MiniGrid's "done": what the remote does to the game (nothing)
+# Equal training per rollout: 16 optimiser steps each (BYOL's defaults are 4 epochs x 4 minibatches; ICM's default,
+# one epoch of 512-row minibatches, is a single step per 512 transitions).
+MODULE_KWARGS: dict[str, dict[str, Any]] = {"icm": {"epochs": 4, "batch_size": 128}}
+
+
+@dataclass
+class Args:
+    env: str = field(default="Rove/MiniGrid-DoorKey-5x5-v0", metadata={"help": "a Rove MiniGrid id"})
+    modules: str = field(default="icm,byol_explore,byol_hindsight", metadata={"help": "comma-separated modules"})
+    num_envs: int = field(default=8, metadata={"help": "envs in the vector env"})
+    num_steps: int = field(default=64, metadata={"help": "steps per rollout"})
+    rollouts: int = field(default=40, metadata={"help": "rollouts (each scored, then trained on, by every module)"})
+    tv_rows: int = field(default=3, metadata={"help": "the TV: this many far rows of the 7x7 view, full width"})
+    invariance_coef: float = field(default=1.0, metadata={"help": "byol_hindsight's lambda (its default 1.0)"})
+    seed: int = field(default=0, metadata={"help": "seed of envs, actions and modules"})
+    quick: bool = field(default=False, metadata={"help": "smoke run: 2 envs x 16 steps, 3 rollouts"})
+    out: str = field(default="experiments/results/noisy_tv_curiosity.json", metadata={"help": "JSON results"})
+    figure: str = field(default="experiments/results/noisy_tv_curiosity.png", metadata={"help": "PNG ('' for none)"})
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    args = parse_dataclass_args(Args, argv, __doc__.split("\n\n")[0])
+    if args.quick:
+        args = dataclasses.replace(args, num_envs=2, num_steps=16, rollouts=3)
+    return args
+
+
+class MiniGridCodes(gym.ObservationWrapper):
+    """Declares MiniGrid's ``image`` as codes in ``[0, 16)`` (its Box says 0..255): the TV then draws real codes,
+    not values that Rove's encoders clamp to 15 (94 % of a 0..255 draw)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = dict(env.observation_space.spaces)  # type: ignore[attr-defined]
+        space["image"] = spaces.Box(0, MINIGRID_CODES - 1, space["image"].shape, np.uint8)
+        self.observation_space = spaces.Dict(space)
+
+    def observation(self, observation: Any) -> Any:
+        return observation
+
+
+def make_envs(args: Args) -> Any:
+    region = (slice(None), slice(0, args.tv_rows))  # MiniGrid's image is [x, y, 3]; y = 0 is the farthest row
+
+    def make() -> gym.Env:
+        env = MiniGridCodes(gym.make(args.env, observation_keys=("image", "direction")))
+        return NoisyTV(env, "image", region=region, mode="action", add_action=True, noop_action=NOOP)
+
+    return rove.make_vec(None, env_fns=[make] * args.num_envs, seed=args.seed)
+
+
+def collect(envs: Any, obs: Any, steps: int, rng: np.random.Generator) -> tuple[Rollout, torch.Tensor, Any]:
+    """One rollout of uniformly random actions; returns it, the noisy-transition mask ``[T, E]`` and the last obs."""
+    frames, actions, dones, valid = [obs], [], [], []
+    n = int(envs.single_action_space.n)
+    for _ in range(steps):
+        action = rng.integers(n, size=envs.num_envs)
+        obs, _, terminated, truncated, infos = envs.step(action)
+        frames.append(obs)
+        actions.append(action)
+        dones.append(terminated | truncated)
+        valid.append(~np.asarray(infos["autoreset"]))
+    stacked = to_tensor({k: np.stack([f[k] for f in frames]) for k in frames[0]})
+    actions_t = torch.as_tensor(np.stack(actions))
+    rollout = Rollout(
+        {k: v[:-1] for k, v in stacked.items()},
+        actions_t,
+        {k: v[1:] for k, v in stacked.items()},
+        torch.zeros(steps, envs.num_envs),
+        torch.as_tensor(np.stack(dones)),
+        torch.as_tensor(np.stack(valid)),
+    )
+    noisy = (actions_t == n - 1) & rollout.valid  # the remote: NoisyTV draws a new picture on exactly these steps
+    return rollout, noisy, {k: v.copy() for k, v in obs.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    names = [n.strip() for n in args.modules.split(",") if n.strip()]
+    envs = make_envs(args)
+    space, action_space = envs.single_observation_space, envs.single_action_space
+    kwargs = {**MODULE_KWARGS, "byol_hindsight": {"invariance_coef": args.invariance_coef}}
+    modules = {
+        n: intrinsic.make(n, space, action_space, seed=args.seed, normalize="none", **kwargs.get(n, {})) for n in names
+    }
+    seconds = dict.fromkeys(names, 0.0)
+    history: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    rng = np.random.default_rng(args.seed)
+    obs, _ = envs.reset(seed=args.seed)
+    obs = {k: v.copy() for k, v in obs.items()}
+    transitions = 0
+    for index in range(args.rollouts):
+        rollout, noisy, obs = collect(envs, obs, args.num_steps, rng)
+        ordinary = rollout.valid & ~noisy
+        transitions += int(rollout.valid.sum())
+        for name, module in modules.items():
+            start = time.perf_counter()
+            reward = module.compute(rollout)  # scored before training on it: what an agent would be paid
+            module.update(rollout)
+            seconds[name] += time.perf_counter() - start
+            noisy_mean = float(reward[noisy].mean()) if bool(noisy.any()) else float("nan")
+            ordinary_mean = float(reward[ordinary].mean()) if bool(ordinary.any()) else float("nan")
+            history[name].append(
+                {
+                    "rollout": index,
+                    "transitions": transitions,
+                    "noisy": noisy_mean,
+                    "ordinary": ordinary_mean,
+                    "ratio": noisy_mean / ordinary_mean if ordinary_mean > 0 else float("nan"),
+                }
+            )
+        row = "  ".join(f"{n} {history[n][-1]['ratio']:.2f}" for n in names)
+        print(f"rollout {index + 1}/{args.rollouts} ({transitions} transitions): noisy/ordinary  {row}", flush=True)
+    rollout, noisy, obs = collect(envs, obs, args.num_steps, rng)  # held out: what Z tells about each outcome
+    envs.close()
+    results: dict[str, Any] = {"args": dataclasses.asdict(args), "transitions": transitions, "modules": {}}
+    for module in modules.values():
+        if isinstance(module, BYOLHindsight):
+            results["hindsight_information"] = hindsight_information(module, rollout, noisy)
+    for name in names:
+        ratios = [h["ratio"] for h in history[name]]
+        tail = ratios[-max(1, len(ratios) // 4) :]
+        results["modules"][name] = {
+            "history": history[name],
+            "first_ratio": ratios[0],
+            "final_ratio": float(np.nanmean(tail)),  # mean over the last quarter of the rollouts
+            "seconds": seconds[name],
+        }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    if args.figure:
+        plot(results, Path(args.figure))
+    if "hindsight_information" in results:
+        info = results["hindsight_information"]
+        print(f"byol_hindsight, one-step error with another outcome's Z minus with its own: noisy "
+              f"{info['noisy_gain']:.3f}, ordinary {info['ordinary_gain']:.3f}")  # fmt: skip
+    for name, summary in results["modules"].items():
+        print(f"{name}: noisy/ordinary reward {summary['first_ratio']:.2f} at first, "
+              f"{summary['final_ratio']:.2f} over the last quarter ({summary['seconds']:.0f} s)")  # fmt: skip
+    return results
+
+
+def hindsight_information(module: BYOLHindsight, rollout: Rollout, noisy: torch.Tensor) -> dict[str, float]:
+    """How much the one-step reconstruction error grows when ``Z`` comes from another transition's outcome, on
+    noisy and on ordinary transitions: large where the outcome was unpredictable (Z carries the new picture),
+    small where it was predictable (Z should carry nothing the past did not)."""
+    own, swapped = module.one_step_errors(rollout), module.one_step_errors(rollout, swap_hindsight=True)
+    ordinary = rollout.valid & ~noisy
+    out = {}
+    for label, rows in (("noisy", noisy), ("ordinary", ordinary)):
+        out[f"{label}_own"] = float(own[rows].mean())
+        out[f"{label}_swapped"] = float(swapped[rows].mean())
+        out[f"{label}_gain"] = out[f"{label}_swapped"] - out[f"{label}_own"]
+    return out
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, summary in results["modules"].items():
+        history = summary["history"]
+        ax.plot([h["transitions"] for h in history], [h["ratio"] for h in history], label=name)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("env transitions seen (random agent)")
+    ax.set_ylabel("reward: noisy-TV / ordinary transitions")
+    ax.set_title(f"{results['args']['env'].split('/')[-1]} with a noisy TV (remote action)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
