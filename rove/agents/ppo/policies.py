@@ -18,6 +18,7 @@ orthogonal init with gain sqrt(2) there), as Rove's shared MLP does; the heads a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,20 @@ from rove.obs import TensorObs
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 NetArch = Sequence[int] | dict[str, Sequence[int]]
+# Activation names a config file can give (TOML has no classes); the classes themselves are taken too.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+ActivationName = Literal["tanh", "relu", "elu", "leaky_relu"]
+
+
+def activation_class(activation_fn: type[nn.Module] | str) -> type[nn.Module]:
+    """The class of ``activation_fn``: an ``nn.Module`` class, or a name of :data:`ACTIVATIONS`."""
+    if isinstance(activation_fn, str):
+        if activation_fn not in ACTIVATIONS:
+            raise ValueError(f"unknown activation_fn {activation_fn!r}; choose from {', '.join(ACTIVATIONS)}")
+        return ACTIVATIONS[activation_fn]
+    if not (isinstance(activation_fn, type) and issubclass(activation_fn, nn.Module)):
+        raise TypeError(f"activation_fn must be an nn.Module class such as nn.Tanh, got {activation_fn!r}")
+    return activation_fn
 
 
 def _layer_sizes(sizes: object, what: str) -> list[int]:
@@ -95,7 +110,8 @@ class ActorCriticPolicy(nn.Module):
         net_arch: Hidden sizes of a shared MLP after the encoder/LSTM, or Stable-Baselines3's dict form
             ``dict(pi=[...], vf=[...])``: separate actor and critic MLPs after the shared encoder/LSTM, both
             value heads on the critic MLP (see the module docstring).
-        activation_fn: Activation class of that MLP (``nn.ReLU``; Stable-Baselines3's default is ``nn.Tanh``).
+        activation_fn: Activation class of that MLP (``nn.ReLU``; Stable-Baselines3's default is ``nn.Tanh``), or
+            its name in a config file (``"tanh"``, ``"relu"``, ``"elu"``, ``"leaky_relu"``).
         lstm: Add an LSTM core (for partially observable suites).
         lstm_hidden_size: LSTM width.
         ortho_init: Orthogonal init of the heads (gain 0.01 for the actor, 1 for the critics).
@@ -108,15 +124,14 @@ class ActorCriticPolicy(nn.Module):
         *,
         features_dim: int | None = None,
         net_arch: Sequence[int] = (),
-        activation_fn: type[nn.Module] = nn.ReLU,
+        activation_fn: type[nn.Module] | ActivationName = nn.ReLU,
         lstm: bool = False,
         lstm_hidden_size: int = 256,
         ortho_init: bool = True,
     ) -> None:
         super().__init__()
         pi_arch, vf_arch, self.separate = split_net_arch(net_arch)
-        if not (isinstance(activation_fn, type) and issubclass(activation_fn, nn.Module)):
-            raise TypeError(f"activation_fn must be an nn.Module class such as nn.Tanh, got {activation_fn!r}")
+        activation = activation_class(activation_fn)
         if not isinstance(action_space, spaces.Discrete):
             raise NotImplementedError(
                 f"rove.agents.PPO supports Discrete action spaces only for now; got {action_space}"
@@ -153,8 +168,8 @@ class ActorCriticPolicy(nn.Module):
             latent = lstm_hidden_size
         self.num_actions = int(action_space.n)
         if self.separate:
-            self.pi_mlp, pi_latent = _mlp(latent, pi_arch, activation_fn)
-            self.vf_mlp, vf_latent = _mlp(latent, vf_arch, activation_fn)
+            self.pi_mlp, pi_latent = _mlp(latent, pi_arch, activation)
+            self.vf_mlp, vf_latent = _mlp(latent, vf_arch, activation)
             self.actor = nn.Linear(pi_latent, self.num_actions)
             self.critics = nn.Linear(vf_latent, 2)  # [v_ext, v_int]
             if ortho_init:
@@ -165,7 +180,7 @@ class ActorCriticPolicy(nn.Module):
                     self.actor.bias.zero_()
                     self.critics.bias.zero_()
             return
-        self.mlp, latent = _mlp(latent, pi_arch, activation_fn)
+        self.mlp, latent = _mlp(latent, pi_arch, activation)
         # The actor and both critics are one Linear whose rows are [logits..., v_ext, v_int]: one matmul per
         # call instead of three, and four fewer parameter tensors for the optimiser and gradient clipping.
         self.heads = nn.Linear(latent, self.num_actions + 2)
