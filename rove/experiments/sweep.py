@@ -8,6 +8,7 @@ A config (see ``experiments/configs/``)::
         "none", "count", "rnd", "count+rnd",    # "none", a module name, or names joined by "+" (fusion)
         { label = "count-episodic", intrinsic = ["count"], kwargs = { mode = "episodic" } },
         { label = "sb3", agent = "sb3" },    # Stable-Baselines3's PPO, same [agent] options, same run folder
+        { label = "ppo-vf1", agent_kwargs = { vf_coef = 1.0 } },   # over [agent], for this method only
     ]
     seeds = 3                               # or a list: [0, 1, 2]
     total_timesteps = 1_000_000
@@ -77,7 +78,7 @@ _TOP_KEYS = {
     "out",
 }
 _TABLES = {"agent": dict, "intrinsic_kwargs": dict, "env_kwargs": dict, "eval": dict, "track": dict}
-_METHOD_KEYS = ["label", "intrinsic", "kwargs", "agent"]
+_METHOD_KEYS = ["label", "intrinsic", "kwargs", "agent", "agent_kwargs"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Method:
     intrinsic: tuple[str, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
     agent: str = "ppo"
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)  # over the config's [agent] table
 
 
 @dataclass
@@ -158,7 +160,7 @@ class SweepConfig:
             total_timesteps=self.total_timesteps,
             n_envs=self.n_envs,
             intrinsic_kwargs=kwargs,
-            agent_kwargs=dict(self.agent),
+            agent_kwargs={**self.agent, **method.agent_kwargs},
             env_kwargs=dict(self.env_kwargs),
             device=self.device,
             label=None if method.label == default_label else method.label,
@@ -180,7 +182,10 @@ def _parse_method(entry: Any) -> Method:
         if agent not in AGENTS:
             raise unknown(f"method {entry.get('label') or names!r}: unknown agent", agent, AGENTS)
         label = entry.get("label") or ("sb3" if agent == "sb3" else "+".join(names) if names else "none")
-        return Method(label, names, dict(entry.get("kwargs", {})), agent)
+        agent_kwargs = entry.get("agent_kwargs", {})
+        if not isinstance(agent_kwargs, Mapping):
+            raise ValueError(f"method {label!r}: agent_kwargs must be a table of agent options, got {agent_kwargs!r}")
+        return Method(label, names, dict(entry.get("kwargs", {})), agent, dict(agent_kwargs))
     raise ValueError(f"a method must be a string or a table, got {entry!r}")
 
 

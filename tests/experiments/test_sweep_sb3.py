@@ -109,3 +109,14 @@ def test_sb3_run_specs_keep_ppo_specs_unchanged() -> None:
     assert spec.to_dict()["agent"] == "ppo" and spec.method == "none" and spec.checkpoint.name == "last.pt"
     sb3 = parse_config({**BOTH, "methods": [{"agent": "sb3"}]}).specs()[0]
     assert sb3.method == "sb3" and sb3.label is None and sb3.checkpoint.name == "last.zip"
+
+
+def test_a_methods_agent_kwargs_override_the_agent_table_for_that_method_only() -> None:
+    methods = ["none", {"label": "vf1", "agent_kwargs": {"vf_coef": 1.0, "n_epochs": 2}}]
+    by_label = {s.method: s.agent_kwargs for s in parse_config({**BOTH, "methods": methods}).specs()}
+    assert by_label["vf1"]["vf_coef"] == 1.0 and by_label["vf1"]["n_epochs"] == 2 and by_label["vf1"]["n_steps"] == 32
+    assert "vf_coef" not in by_label["none"] and by_label["none"]["n_epochs"] == 1
+    with pytest.raises(ValueError, match="agent_kwargs must be a table"):
+        parse_config({**BOTH, "methods": [{"label": "x", "agent_kwargs": 3}]})
+    with pytest.raises(ValueError, match="vf_coeff"):
+        parse_config({**BOTH, "methods": [{"label": "x", "agent_kwargs": {"vf_coeff": 1.0}}]})
