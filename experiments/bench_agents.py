@@ -166,15 +166,21 @@ def build_pair(row: str, preset: Preset, seed: int) -> tuple[Any, Any, dict[str,
     raise ValueError(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
 
 
-def timed(learn: Callable[[], Any], steps: int) -> tuple[float, float]:
-    """``(steps per CPU second of this process, steps per wall second)``.
+def timed(learn: Callable[[], Any], model: Any) -> tuple[float, float]:
+    """``(steps per CPU second of this process, steps per wall second)`` of one ``learn`` call, counting the
+    env transitions ``model`` made in it.
 
+    The transitions, not the steps asked for: Rove's PPO finishes the rollout that crosses its target and its
+    autoreset rows are no transitions, so it may run one rollout more than SB3 for the same request.
     CPU time is the primary measure: on a shared machine other processes' load inflates wall time by
     whatever they happen to do during each call, not by what this code costs (everything runs on one thread).
     """
+    before = model.num_timesteps
     cpu, wall = time.process_time(), time.perf_counter()
     learn()
-    return steps / (time.process_time() - cpu), steps / (time.perf_counter() - wall)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    steps = model.num_timesteps - before
+    return steps / cpu, steps / wall
 
 
 def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
@@ -196,8 +202,8 @@ def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
     sb3_learn(warmup, reset_num_timesteps=True)
     rove_sps, sb3_sps, ratios, rove_wall, sb3_wall = [], [], [], [], []
     for _ in range(args.repeats):
-        r, r_wall = timed(rove_learn, steps)
-        s, s_wall = timed(sb3_learn, steps)
+        r, r_wall = timed(rove_learn, rove_model)
+        s, s_wall = timed(sb3_learn, sb3_model)
         rove_sps.append(r)
         sb3_sps.append(s)
         ratios.append(r / s)
