@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     methods = [m for m in config.methods if wanted is None or m.label in wanted]
     if wanted is not None and len(methods) != len(wanted):
         raise ValueError(f"unknown method(s) {sorted(wanted - {m.label for m in methods})}")
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rove-sweep-cost-") as tmp:
         for env in config.envs:
             for method in methods:
