@@ -23,9 +23,12 @@ Each agent is built once and warmed up; then the timed ``learn`` calls of both a
 processes on a shared machine do not blur it; everything runs on one thread), the median of the per-repeat
 ratios, and the wall-clock ratio beside it. Target (issue 4): ratio >= 1.2.
 
-Network sizes differ slightly where the libraries' defaults do: on Box spaces Rove's policy is one shared
-64-64 MLP trunk with three heads, SB3's ``MlpPolicy`` two separate 64-64 MLPs (parameter counts are in the
-JSON). On MiniGrid both use the identical encoder; SB3 adds its default 64-64 actor and critic MLPs after it.
+Both sides run the same network in every row (issue 17, like with like): SB3's default architecture, separate
+64-64 tanh actor and critic MLPs (``net_arch=dict(pi=[64, 64], vf=[64, 64])``), which Rove's policy builds
+from the same ``net_arch`` and ``activation_fn=nn.Tanh``. On CartPole they follow a plain flatten (SB3's
+``FlattenExtractor``), on MiniGrid Rove's MiniGrid encoder (256 features), shared by actor and critic on both
+sides (SB3 through ``rove.agents.sb3.rove_policy_kwargs``). Rove's network has one more output, its V_int
+head (65 parameters); each row states the architecture and both parameter counts.
 
 Run: ``python experiments/bench_agents.py`` (``--quick`` for a smoke run). Prints a Markdown table, writes JSON
 to ``--out``.
@@ -77,6 +80,12 @@ PRESETS = {
 }
 QUICK = Preset(n_envs=2, n_steps=32, batch_size=32, n_epochs=1)
 ROWS = ("cartpole", "minigrid", "minigrid_rnd", "minigrid_late")
+# SB3's default MlpPolicy/MultiInputPolicy network, given to both agents.
+NET_ARCH = {"pi": [64, 64], "vf": [64, 64]}
+ARCHITECTURE = {
+    "cartpole": "flatten -> separate 64-64 tanh actor and critic MLPs",
+    "minigrid": "Rove MiniGrid encoder (256, shared) -> separate 64-64 tanh actor and critic MLPs",
+}
 
 
 @dataclass
@@ -124,39 +133,54 @@ def build_pair(row: str, preset: Preset, seed: int) -> tuple[Any, Any, dict[str,
     n_envs = preset.n_envs
     common = {"n_steps": preset.n_steps, "batch_size": preset.batch_size, "n_epochs": preset.n_epochs, "seed": seed}
     shared = {"learning_rate": 2.5e-4, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.01, "clip_range": 0.2}
+    net = {"net_arch": NET_ARCH, "activation_fn": torch.nn.Tanh}
     if row == "cartpole":
-        rove_model = PPO(
-            "auto", gym.make_vec("CartPole-v1", n_envs, vectorization_mode="sync"), **common, **shared, verbose=0
-        )
+        vec = gym.make_vec("CartPole-v1", n_envs, vectorization_mode="sync")
+        rove_model = PPO("auto", vec, policy_kwargs=net, **common, **shared, verbose=0)
         sb3_env = DummyVecEnv([lambda: gym.make("CartPole-v1") for _ in range(n_envs)])
-        sb3_model = SB3PPO("MlpPolicy", sb3_env, **common, **shared, device="cpu", verbose=0)
-        return rove_model, sb3_model, {"env": "CartPole-v1", "intrinsic": None}
+        sb3_model = SB3PPO("MlpPolicy", sb3_env, policy_kwargs=net, **common, **shared, device="cpu", verbose=0)
+        return rove_model, sb3_model, {"env": "CartPole-v1", "intrinsic": None, "architecture": ARCHITECTURE[row]}
     if row in ("minigrid", "minigrid_rnd", "minigrid_late"):
         from rove.agents.sb3 import IntrinsicRewardCallback, rove_policy_kwargs
 
         intrinsic = "rnd" if row == "minigrid_rnd" else None
         vec = rove.make_vec(MINIGRID_ID, n_envs, seed=seed, copy=False, observation_keys=MINIGRID_KEYS)
-        rove_model = PPO("auto", vec, intrinsic=intrinsic, intrinsic_warmup_steps=0, **common, **shared, verbose=0)
+        rove_model = PPO(
+            "auto", vec, policy_kwargs=net, intrinsic=intrinsic, intrinsic_warmup_steps=0, **common, **shared, verbose=0
+        )
         make = lambda: gym.make(MINIGRID_ID, observation_keys=MINIGRID_KEYS)  # noqa: E731
         sb3_env = DummyVecEnv([make for _ in range(n_envs)])
         sb3_model = SB3PPO(
-            "MultiInputPolicy", sb3_env, policy_kwargs=rove_policy_kwargs(), **common, **shared, device="cpu", verbose=0
+            "MultiInputPolicy",
+            sb3_env,
+            policy_kwargs=rove_policy_kwargs(**net),
+            **common,
+            **shared,
+            device="cpu",
+            verbose=0,
         )
         if intrinsic is not None:
             sb3_model._rove_callback = IntrinsicRewardCallback("rnd", int_coef=1.0, warm_up=False)
-        return rove_model, sb3_model, {"env": MINIGRID_ID, "intrinsic": intrinsic}
+        info = {"env": MINIGRID_ID, "intrinsic": intrinsic, "architecture": ARCHITECTURE["minigrid"]}
+        return rove_model, sb3_model, info
     raise ValueError(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
 
 
-def timed(learn: Callable[[], Any], steps: int) -> tuple[float, float]:
-    """``(steps per CPU second of this process, steps per wall second)``.
+def timed(learn: Callable[[], Any], model: Any) -> tuple[float, float]:
+    """``(steps per CPU second of this process, steps per wall second)`` of one ``learn`` call, counting the
+    env transitions ``model`` made in it.
 
+    The transitions, not the steps asked for: Rove's PPO finishes the rollout that crosses its target and its
+    autoreset rows are no transitions, so it may run one rollout more than SB3 for the same request.
     CPU time is the primary measure: on a shared machine other processes' load inflates wall time by
     whatever they happen to do during each call, not by what this code costs (everything runs on one thread).
     """
+    before = model.num_timesteps
     cpu, wall = time.process_time(), time.perf_counter()
     learn()
-    return steps / (time.process_time() - cpu), steps / (time.perf_counter() - wall)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    steps = model.num_timesteps - before
+    return steps / cpu, steps / wall
 
 
 def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
@@ -178,8 +202,8 @@ def run_row(row: str, preset_name: str, args: Args) -> dict[str, Any]:
     sb3_learn(warmup, reset_num_timesteps=True)
     rove_sps, sb3_sps, ratios, rove_wall, sb3_wall = [], [], [], [], []
     for _ in range(args.repeats):
-        r, r_wall = timed(rove_learn, steps)
-        s, s_wall = timed(sb3_learn, steps)
+        r, r_wall = timed(rove_learn, rove_model)
+        s, s_wall = timed(sb3_learn, sb3_model)
         rove_sps.append(r)
         sb3_sps.append(s)
         ratios.append(r / s)
@@ -211,9 +235,9 @@ def markdown(results: list[dict[str, Any]], args: Args) -> str:
     lines = [
         f"{args.steps} steps x {args.repeats} interleaved repeats, 1 CPU thread",
         "",
-        "| env | intrinsic | preset (envs x steps, batch, epochs) | timed after (steps) | Rove PPO steps/CPU-s "
-        "| SB3 PPO steps/CPU-s | ratio (median) | wall-clock ratio |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| env | intrinsic | architecture (both sides) | params Rove / SB3 | preset (envs x steps, batch, epochs) "
+        "| timed after (steps) | Rove PPO steps/CPU-s | SB3 PPO steps/CPU-s | ratio (median) | wall-clock ratio |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         intrinsic = r["intrinsic"] or "-"
@@ -222,7 +246,8 @@ def markdown(results: list[dict[str, Any]], args: Args) -> str:
         env = r["env"] + (" (SB3 flushing subnormals too)" if r["sb3_flush_denormals"] else "")
         layout = f"{r['preset']} ({r['n_envs']}x{r['n_steps']}, {r['batch_size']}, {r['n_epochs']})"
         lines.append(
-            f"| {env} | {intrinsic} | {layout} | {r['warmup_steps']} | {r['rove_sps']:.0f} | {r['sb3_sps']:.0f} "
+            f"| {env} | {intrinsic} | {r['architecture']} | {r['rove_params']} / {r['sb3_params']} | {layout} "
+            f"| {r['warmup_steps']} | {r['rove_sps']:.0f} | {r['sb3_sps']:.0f} "
             f"| {r['ratio']:.2f}x | {r['wall_ratio']:.2f}x |"
         )
     return "\n".join(lines)

@@ -410,6 +410,10 @@ def write_report(
     _write_csv(out / "runs.csv", run_rows)
 
     sections = [f"# Results: {runs_dir}", "", results_markdown(groups, budget, style)]
+    from rove.experiments.milestones import milestones_markdown  # imports this module
+
+    if milestones := milestones_markdown(groups, episodes_of, budget, style.label):
+        sections += ["", "## Steps to 50 % success", "", milestones]
     crafter = crafter_markdown(groups, style)
     if crafter:
         sections += ["", "## Crafter achievements", "", crafter]

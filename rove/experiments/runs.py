@@ -7,6 +7,7 @@ writes (``config.json``, ``episodes.jsonl``, ``progress.jsonl``, ``tb/``) plus, 
 - ``run.json``: the :class:`RunSpec` it was started from (written first);
 - ``checkpoints/last.pt``: the agent after its latest update (``PPO.load``), rewritten atomically after every
   update so that a killed run resumes from it (:func:`train_run` with ``resume=True``, as sweeps do);
+  ``checkpoints/last.zip`` for a Stable-Baselines3 run (``agent="sb3"``, :mod:`rove.experiments.sb3_runs`);
 - ``result.json``: summary metrics, written last and atomically. Its presence marks a finished run: sweeps
   skip it, reports aggregate it.
 """
@@ -29,7 +30,8 @@ import numpy as np
 RESULT_FILE = "result.json"
 SPEC_FILE = "run.json"
 CHECKPOINT = Path("checkpoints") / "last.pt"
-AGENTS = ("ppo",)
+# "ppo": rove.agents.PPO; "sb3": Stable-Baselines3's PPO in the same run folder (rove.experiments.sb3_runs).
+AGENTS = ("ppo", "sb3")
 NO_INTRINSIC = "none"
 # Runs are summarised on their last episodes, where the policy has stopped changing much.
 FINAL_FRACTION = 0.1
@@ -46,7 +48,8 @@ class RunSpec:
             ``fusion``).
         seed: Seed of the agent and of the envs' first reset.
         total_timesteps: Env steps, summed over envs.
-        agent: Agent name (only ``"ppo"``).
+        agent: ``"ppo"`` (Rove's PPO) or ``"sb3"`` (Stable-Baselines3's PPO, plain: no intrinsic module;
+            ``agent_kwargs`` are then SB3's options; see :mod:`rove.experiments.sb3_runs`).
         n_envs: Parallel envs.
         intrinsic_kwargs: Options of a single module; with several, ``{member_name: {...}}`` entries go to that
             member and other keys to the fusion (``operator``, ``weights``, ...).
@@ -54,7 +57,8 @@ class RunSpec:
         env_kwargs: Options of every env (``rove.make_vec``'s ``**env_kwargs``, e.g. ``observation_keys`` or
             ``max_episode_steps``).
         device: Torch device (``"auto"`` picks CUDA when available).
-        label: Method name in folder names and reports (default: the module names joined by ``+``).
+        label: Method name in folder names and reports (default: the module names joined by ``+``; ``sb3``
+            for an SB3 run).
     """
 
     env_id: str
@@ -82,7 +86,16 @@ class RunSpec:
 
     @property
     def method(self) -> str:
-        return self.label or ("+".join(self.intrinsic) if self.intrinsic else NO_INTRINSIC)
+        if self.label:
+            return self.label
+        if self.agent == "sb3":
+            return "sb3"
+        return "+".join(self.intrinsic) if self.intrinsic else NO_INTRINSIC
+
+    @property
+    def checkpoint(self) -> Path:
+        """The checkpoint's path inside the run folder (SB3 saves zip files)."""
+        return Path("checkpoints") / "last.zip" if self.agent == "sb3" else CHECKPOINT
 
     @property
     def env_name(self) -> str:
@@ -155,7 +168,7 @@ def resumable_run(root: str | Path, spec: RunSpec) -> Path | None:
     if not root.is_dir():
         return None
     for path in sorted(root.glob(f"{glob_escape(spec.prefix)}*"), reverse=True):
-        if is_finished(path) or not (path / CHECKPOINT).is_file():
+        if is_finished(path) or not (path / spec.checkpoint).is_file():
             continue
         if _read_json(path / SPEC_FILE) == spec.to_dict():
             return path
@@ -376,11 +389,20 @@ def train_run(
     import torch
 
     from rove.agents.common.callbacks import CheckpointCallback
+    from rove.envs import check_env_id
     from rove.experiments import plugins
     from rove.experiments.validate import check_spec
 
     plugins.activate()  # a sweep worker or a SLURM job imports the plugins of the command that launched it
-    check_spec(spec)  # after the plugins: a module they register is a valid name
+    sb3 = spec.agent == "sb3"
+    if sb3:
+        from rove.experiments import sb3_runs
+
+        sb3_runs.check_spec(spec)
+        if callbacks:
+            raise ValueError("agent 'sb3' takes no run tools ([eval], [track]: Rove callbacks); leave them out")
+    else:
+        check_spec(spec)  # after the plugins: a module they register is a valid name
     if run_dir is not None:
         _check_run_dir(Path(run_dir), spec, resume)
     if threads is not None:
@@ -392,12 +414,15 @@ def train_run(
         made = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
     plugins.record(path)
-    resuming = resume and (path / CHECKPOINT).is_file()
+    resuming = resume and (path / spec.checkpoint).is_file()
     if not resuming:
         write_json_atomic(path / SPEC_FILE, spec.to_dict())
     start = time.perf_counter()
     try:
-        model = resume_agent(spec, path, verbose) if resuming else build_agent(spec, path, verbose=verbose)
+        if sb3:
+            model = sb3_runs.resume_agent(spec, path) if resuming else sb3_runs.build_agent(spec, path)
+        else:
+            model = resume_agent(spec, path, verbose) if resuming else build_agent(spec, path, verbose=verbose)
     except Exception:
         if made:  # what only the agent could refuse (a value out of range, ...): leave no half-made run behind
             shutil.rmtree(path, ignore_errors=True)
@@ -411,24 +436,28 @@ def train_run(
     progress = _Progress(spec.total_timesteps, progress_bar)
     try:
         remaining = spec.total_timesteps - model.num_timesteps
-        if remaining > 0:
+        if sb3:
+            sb3_runs.learn(model, spec, path, resuming)
+        elif remaining > 0:
             # The callback rewrites last.pt after every update; keep_last=0 keeps none of its numbered copies.
             checkpoints = CheckpointCallback(spec.total_timesteps, save_path=path / CHECKPOINT.parent, keep_last=0)
             model.learn(
                 remaining, callback=[checkpoints, progress.callback(), *callbacks], reset_num_timesteps=not resuming
             )
-        model.save(path / CHECKPOINT)
+        if not sb3:
+            model.save(path / CHECKPOINT)
     except KeyboardInterrupt as err:
-        checkpoint = progress.checkpoint_step if (path / CHECKPOINT).is_file() else None
+        checkpoint = progress.checkpoint_step if (path / spec.checkpoint).is_file() else None
         raise RunInterrupted(path, int(model.num_timesteps), checkpoint) from err
     finally:
         progress.close()
-        model.close()
+        if not sb3:
+            model.close()
         if model.env is not None:
             model.env.close()
     wall = time.perf_counter() - start
     result = {
-        "env_id": model.env_id,
+        "env_id": check_env_id(spec.env_id) if sb3 else model.env_id,
         "method": spec.method,
         "seed": spec.seed,
         "total_timesteps": int(model.num_timesteps),

@@ -7,6 +7,8 @@ A config (see ``experiments/configs/``)::
     methods = [
         "none", "count", "rnd", "count+rnd",    # "none", a module name, or names joined by "+" (fusion)
         { label = "count-episodic", intrinsic = ["count"], kwargs = { mode = "episodic" } },
+        { label = "sb3", agent = "sb3" },    # Stable-Baselines3's PPO, same [agent] options, same run folder
+        { label = "ppo-vf1", agent_kwargs = { vf_coef = 1.0 } },   # over [agent], for this method only
     ]
     seeds = 3                               # or a list: [0, 1, 2]
     total_timesteps = 1_000_000
@@ -31,7 +33,10 @@ A config (see ``experiments/configs/``)::
     mode = "subprocess"                     # with step_in_main = true, as the README advises for NetHack
 
 Every run lands in ``<out>/{env}__{method}__{seed}__{time}`` (:mod:`rove.experiments.runs`), whichever
-launcher ran it, so ``rove report <out>`` reads both alike. Sweeps resume: a run whose finished folder
+launcher ran it, so ``rove report <out>`` reads both alike. A method's ``agent`` is ``"ppo"`` (Rove's PPO, the
+default) or ``"sb3"`` (Stable-Baselines3's PPO given the same ``[agent]`` options, plain PPO without intrinsic
+modules or run tools; :mod:`rove.experiments.sb3_runs`), so one sweep compares the two at equal settings
+and equal env transitions. Sweeps resume: a run whose finished folder
 (``result.json``, same spec) exists is skipped; a local run that was killed resumes in its folder from
 the checkpoint taken after its last update (``rove.experiments.runs.train_run(resume=True)``). Ray runs train
 in a scratch folder on their node, so an interrupted Ray run starts again.
@@ -52,7 +57,7 @@ from typing import Any
 
 from rove.experiments.args import parse_steps
 from rove.experiments.run_tools import RunTools, callbacks, tools_from_config
-from rove.experiments.runs import RunSpec, finished_run, train_run, write_json_atomic
+from rove.experiments.runs import AGENTS, RunSpec, finished_run, train_run, write_json_atomic
 from rove.experiments.validate import unknown
 
 LAUNCHERS = ("local", "ray", "slurm")
@@ -73,16 +78,19 @@ _TOP_KEYS = {
     "out",
 }
 _TABLES = {"agent": dict, "intrinsic_kwargs": dict, "env_kwargs": dict, "eval": dict, "track": dict}
-_METHOD_KEYS = ["label", "intrinsic", "kwargs"]
+_METHOD_KEYS = ["label", "intrinsic", "kwargs", "agent", "agent_kwargs"]
 
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the method axis: a label and the intrinsic modules (none, one, or several fused)."""
+    """One row of the method axis: a label, the intrinsic modules (none, one, or several fused) and the
+    agent (``"ppo"``: Rove's, ``"sb3"``: Stable-Baselines3's)."""
 
     label: str
     intrinsic: tuple[str, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    agent: str = "ppo"
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)  # over the config's [agent] table
 
 
 @dataclass
@@ -117,6 +125,9 @@ class SweepConfig:
 
         if not self.envs:
             return
+        sb3 = [m.label for m in self.methods if m.agent == "sb3"]
+        if sb3 and (self.tools.get("eval_freq") or self.tools.get("track")):
+            raise ValueError(f"method(s) {sb3} run agent 'sb3', which takes no [eval] or [track] (Rove callbacks)")
         if self.env_kwargs:  # building each env once is the only way to check every env's own options
             from rove.experiments.env_options import check_env_kwargs
 
@@ -124,7 +135,13 @@ class SweepConfig:
                 check_env_kwargs(env, self.env_kwargs)
         for method in self.methods:
             try:
-                check_spec(self.spec(self.envs[0], method, self.seeds[0] if self.seeds else 0), here)
+                spec = self.spec(self.envs[0], method, self.seeds[0] if self.seeds else 0)
+                if method.agent == "sb3":
+                    from rove.experiments import sb3_runs
+
+                    sb3_runs.check_spec(spec, here)
+                else:
+                    check_spec(spec, here)
             except ValueError as err:
                 raise ValueError(f"method {method.label!r}: {err}") from None
 
@@ -135,7 +152,7 @@ class SweepConfig:
         else:
             members = {n: dict(self.intrinsic_kwargs[n]) for n in method.intrinsic if n in self.intrinsic_kwargs}
             kwargs = {**members, **method.kwargs}
-        default_label = "+".join(method.intrinsic) if method.intrinsic else "none"
+        default_label = "sb3" if method.agent == "sb3" else "+".join(method.intrinsic) or "none"
         return RunSpec(
             env_id=env,
             intrinsic=method.intrinsic,
@@ -143,10 +160,11 @@ class SweepConfig:
             total_timesteps=self.total_timesteps,
             n_envs=self.n_envs,
             intrinsic_kwargs=kwargs,
-            agent_kwargs=dict(self.agent),
+            agent_kwargs={**self.agent, **method.agent_kwargs},
             env_kwargs=dict(self.env_kwargs),
             device=self.device,
             label=None if method.label == default_label else method.label,
+            agent=method.agent,
         )
 
 
@@ -160,8 +178,14 @@ def _parse_method(entry: Any) -> Method:
                 raise unknown("unknown key in a methods table", key, _METHOD_KEYS)
         intrinsic = entry.get("intrinsic", [])
         names = (intrinsic,) if isinstance(intrinsic, str) else tuple(intrinsic)
-        label = entry.get("label") or ("+".join(names) if names else "none")
-        return Method(label, names, dict(entry.get("kwargs", {})))
+        agent = entry.get("agent", "ppo")
+        if agent not in AGENTS:
+            raise unknown(f"method {entry.get('label') or names!r}: unknown agent", agent, AGENTS)
+        label = entry.get("label") or ("sb3" if agent == "sb3" else "+".join(names) if names else "none")
+        agent_kwargs = entry.get("agent_kwargs", {})
+        if not isinstance(agent_kwargs, Mapping):
+            raise ValueError(f"method {label!r}: agent_kwargs must be a table of agent options, got {agent_kwargs!r}")
+        return Method(label, names, dict(entry.get("kwargs", {})), agent, dict(agent_kwargs))
     raise ValueError(f"a method must be a string or a table, got {entry!r}")
 
 

@@ -369,7 +369,7 @@ def test_sb3_policy_options_are_taken_or_refused_by_name(tmp_path: Path) -> None
     model.save(tmp_path / "m.pt")
     loaded = PPO.load(tmp_path / "m.pt", device="cpu")
     assert isinstance(loaded.policy.mlp[1], torch.nn.Tanh) and loaded.ep_info_buffer.maxlen == 3
-    with pytest.raises(ValueError, match=r"net_arch=\{'pi': \[64\], 'vf': \[64\]\}: separate actor and critic"):
-        small_ppo(constant_vec(2), policy_kwargs={"net_arch": {"pi": [64], "vf": [64]}})
+    with pytest.raises(ValueError, match=r"net_arch=\{'pi': \[64\], 'qf': \[64\]\}: unknown key"):
+        small_ppo(constant_vec(2), policy_kwargs={"net_arch": {"pi": [64], "qf": [64]}})
     with pytest.raises(TypeError, match="use_sde"):
         small_ppo(constant_vec(2), use_sde=True)

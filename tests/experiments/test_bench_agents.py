@@ -28,6 +28,8 @@ def test_bench_agents_quick(tmp_path: Path) -> None:
     for r in results:
         assert r["rove_sps"] > 0 and r["sb3_sps"] > 0
         assert r["ratio"] == pytest.approx(r["rove_sps_all"][0] / r["sb3_sps_all"][0])
+        # like with like: the same network on both sides, Rove's only extra being its V_int head (64 + 1)
+        assert r["rove_params"] == r["sb3_params"] + 65 and "64-64" in r["architecture"]
     saved = json.loads(out.read_text())
     assert saved["results"][1]["intrinsic"] == "rnd"
 

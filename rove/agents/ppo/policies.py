@@ -4,11 +4,21 @@ The encoder comes from :func:`rove.encoders.make_encoder` (MiniGrid grid CNN, Cr
 glyph/blstats/message encoder, Box MLP); an optional LSTM core follows it; then an optional shared MLP and
 three linear heads held in one layer: action logits, V_ext and V_int (Burda et al. 2018 keep two value heads
 so the two returns, with different discounts and episodicity, are fitted separately).
+
+``net_arch=dict(pi=[...], vf=[...])`` (Stable-Baselines3's form, ``stable_baselines3/common/torch_layers.py``
+``MlpExtractor``) builds separate actor and critic MLPs after the shared encoder instead. Both value heads sit
+on the critic MLP: V_ext and V_int are two outputs of one linear layer on its last layer, as the two critic
+heads of Burda et al.'s RND sit on one trunk. So the network is SB3's for the same ``net_arch`` plus the V_int
+head (``vf[-1] + 1`` parameters). On Box spaces the encoder is then a plain flatten, as SB3's
+``FlattenExtractor`` in ``MlpPolicy``: ``dict(pi=[64, 64], vf=[64, 64])`` with ``activation_fn=nn.Tanh`` is
+SB3's default ``MlpPolicy`` network. Deviation: the MLP layers keep PyTorch's default init (SB3 uses
+orthogonal init with gain sqrt(2) there), as Rove's shared MLP does; the heads are orthogonal as in SB3.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,6 +29,60 @@ from rove.encoders import MLPEncoder, make_encoder, suite_of
 from rove.obs import TensorObs
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
+NetArch = Sequence[int] | dict[str, Sequence[int]]
+# Activation names a config file can give (TOML has no classes); the classes themselves are taken too.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+ActivationName = Literal["tanh", "relu", "elu", "leaky_relu"]
+
+
+def activation_class(activation_fn: type[nn.Module] | str) -> type[nn.Module]:
+    """The class of ``activation_fn``: an ``nn.Module`` class, or a name of :data:`ACTIVATIONS`."""
+    if isinstance(activation_fn, str):
+        if activation_fn not in ACTIVATIONS:
+            raise ValueError(f"unknown activation_fn {activation_fn!r}; choose from {', '.join(ACTIVATIONS)}")
+        return ACTIVATIONS[activation_fn]
+    if not (isinstance(activation_fn, type) and issubclass(activation_fn, nn.Module)):
+        raise TypeError(f"activation_fn must be an nn.Module class such as nn.Tanh, got {activation_fn!r}")
+    return activation_fn
+
+
+def _layer_sizes(sizes: object, what: str) -> list[int]:
+    if not isinstance(sizes, list | tuple) or not all(isinstance(w, int) and w > 0 for w in sizes):
+        raise ValueError(f"{what}={sizes!r}: expected a list of positive layer sizes, e.g. [64, 64]")
+    return list(sizes)
+
+
+def split_net_arch(net_arch: NetArch) -> tuple[list[int], list[int], bool]:
+    """``(pi sizes, vf sizes, separate)``: a list is one shared MLP (``separate=False``, both lists equal);
+    SB3's ``dict(pi=[...], vf=[...])`` separate actor and critic MLPs (a missing key is ``[]``, as in SB3)."""
+    if isinstance(net_arch, dict):
+        unknown = sorted(set(net_arch) - {"pi", "vf"})
+        if unknown:
+            raise ValueError(f"net_arch={net_arch!r}: unknown key(s) {unknown}; the dict form takes 'pi' and 'vf'")
+        pi = _layer_sizes(net_arch.get("pi", []), "net_arch['pi']")
+        return pi, _layer_sizes(net_arch.get("vf", []), "net_arch['vf']"), True
+    shared = _layer_sizes(net_arch, "net_arch")
+    return shared, shared, False
+
+
+def _mlp(in_dim: int, sizes: list[int], activation_fn: type[nn.Module]) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    for width in sizes:
+        layers += [nn.Linear(in_dim, width), activation_fn()]
+        in_dim = width
+    return nn.Sequential(*layers), in_dim
+
+
+class FlattenEncoder(nn.Module):
+    """``[N, ...]`` -> ``[N, prod(...)]`` floats: the Box encoder of the dict ``net_arch`` form (SB3's
+    ``FlattenExtractor``)."""
+
+    def __init__(self, space: spaces.Box) -> None:
+        super().__init__()
+        self.features_dim = int(np.prod(space.shape)) if space.shape else 1
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float().reshape(obs.shape[0], -1)
 
 
 def _init_heads(heads: nn.Linear, num_actions: int) -> None:
@@ -41,11 +105,13 @@ class ActorCriticPolicy(nn.Module):
         observation_space: Single-env space (tensor keys only; see ``rove.agents.common.utils.tensor_space``).
         action_space: Discrete.
         features_dim: Encoder output size; default 64 for flat Box/Discrete spaces (Stable-Baselines3's MLP
-            size), 256 for the suite encoders.
-        net_arch: Hidden sizes of a shared MLP after the encoder/LSTM. Stable-Baselines3's dict form
-            (``dict(pi=[...], vf=[...])``, separate actor and critic networks) is refused: the actor and both
-            critics here share the encoder and this MLP.
-        activation_fn: Activation class of that MLP (``nn.ReLU``; Stable-Baselines3's default is ``nn.Tanh``).
+            size), 256 for the suite encoders. Not taken on Box spaces with the dict ``net_arch`` (the encoder
+            is a flatten there).
+        net_arch: Hidden sizes of a shared MLP after the encoder/LSTM, or Stable-Baselines3's dict form
+            ``dict(pi=[...], vf=[...])``: separate actor and critic MLPs after the shared encoder/LSTM, both
+            value heads on the critic MLP (see the module docstring).
+        activation_fn: Activation class of that MLP (``nn.ReLU``; Stable-Baselines3's default is ``nn.Tanh``), or
+            its name in a config file (``"tanh"``, ``"relu"``, ``"elu"``, ``"leaky_relu"``).
         lstm: Add an LSTM core (for partially observable suites).
         lstm_hidden_size: LSTM width.
         ortho_init: Orthogonal init of the heads (gain 0.01 for the actor, 1 for the critics).
@@ -58,31 +124,36 @@ class ActorCriticPolicy(nn.Module):
         *,
         features_dim: int | None = None,
         net_arch: Sequence[int] = (),
-        activation_fn: type[nn.Module] = nn.ReLU,
+        activation_fn: type[nn.Module] | ActivationName = nn.ReLU,
         lstm: bool = False,
         lstm_hidden_size: int = 256,
         ortho_init: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(net_arch, dict):
-            raise ValueError(
-                f"net_arch={net_arch!r}: separate actor and critic networks (Stable-Baselines3's dict form) are not "
-                "supported, the actor and critics share one MLP; pass a list of layer sizes, e.g. net_arch=[64, 64]"
-            )
-        if not (isinstance(activation_fn, type) and issubclass(activation_fn, nn.Module)):
-            raise TypeError(f"activation_fn must be an nn.Module class such as nn.Tanh, got {activation_fn!r}")
+        pi_arch, vf_arch, self.separate = split_net_arch(net_arch)
+        activation = activation_class(activation_fn)
         if not isinstance(action_space, spaces.Discrete):
             raise NotImplementedError(
                 f"rove.agents.PPO supports Discrete action spaces only for now; got {action_space}"
             )
         suite = suite_of(observation_space)
-        if features_dim is None:
-            features_dim = 64 if suite in ("box", "discrete") else 256
-        if suite == "box":
+        if suite == "box" and self.separate:
+            if features_dim is not None:
+                raise ValueError(
+                    f"features_dim={features_dim}: with net_arch={net_arch!r} the Box encoder is a plain flatten "
+                    "(SB3's MlpPolicy); give the layer sizes in net_arch['pi'] and net_arch['vf'] instead"
+                )
             assert isinstance(observation_space, spaces.Box)
-            self.encoder: nn.Module = MLPEncoder(observation_space, features_dim, hidden=features_dim)
+            self.encoder: nn.Module = FlattenEncoder(observation_space)
+            features_dim = self.encoder.features_dim
         else:
-            self.encoder = make_encoder(observation_space, features_dim)
+            if features_dim is None:
+                features_dim = 64 if suite in ("box", "discrete") else 256
+            if suite == "box":
+                assert isinstance(observation_space, spaces.Box)
+                self.encoder = MLPEncoder(observation_space, features_dim, hidden=features_dim)
+            else:
+                self.encoder = make_encoder(observation_space, features_dim)
         self.suite = suite
         self.use_lstm = lstm
         self.lstm_hidden_size = lstm_hidden_size
@@ -95,12 +166,21 @@ class ActorCriticPolicy(nn.Module):
                 elif "weight" in name:
                     nn.init.orthogonal_(param, 1.0)
             latent = lstm_hidden_size
-        layers: list[nn.Module] = []
-        for width in net_arch:
-            layers += [nn.Linear(latent, width), activation_fn()]
-            latent = width
-        self.mlp = nn.Sequential(*layers)
         self.num_actions = int(action_space.n)
+        if self.separate:
+            self.pi_mlp, pi_latent = _mlp(latent, pi_arch, activation)
+            self.vf_mlp, vf_latent = _mlp(latent, vf_arch, activation)
+            self.actor = nn.Linear(pi_latent, self.num_actions)
+            self.critics = nn.Linear(vf_latent, 2)  # [v_ext, v_int]
+            if ortho_init:
+                with torch.no_grad():
+                    nn.init.orthogonal_(self.actor.weight, 0.01)
+                    for row in range(2):
+                        self.critics.weight[row : row + 1] = nn.init.orthogonal_(self.critics.weight[row : row + 1])
+                    self.actor.bias.zero_()
+                    self.critics.bias.zero_()
+            return
+        self.mlp, latent = _mlp(latent, pi_arch, activation)
         # The actor and both critics are one Linear whose rows are [logits..., v_ext, v_int]: one matmul per
         # call instead of three, and four fewer parameter tensors for the optimiser and gradient clipping.
         self.heads = nn.Linear(latent, self.num_actions + 2)
@@ -115,6 +195,10 @@ class ActorCriticPolicy(nn.Module):
         return zeros, zeros.clone()
 
     def _heads(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.separate:
+            pi = self.pi_mlp(latent) if len(self.pi_mlp) else latent
+            values = self.critics(self.vf_mlp(latent) if len(self.vf_mlp) else latent)
+            return self.actor(pi), values[:, 0], values[:, 1]
         if len(self.mlp):  # an empty Sequential is still a module call per step
             latent = self.mlp(latent)
         out = self.heads(latent)

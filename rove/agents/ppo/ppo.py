@@ -89,8 +89,8 @@ class PPO(OnPolicyAlgorithm):
             before training; default ``n_steps`` if the module has a warm-up hook, else 0 (the RND paper
             uses ``50 * n_steps``).
         normalize_advantage: Whiten the combined advantage per minibatch.
-        policy_kwargs: ``features_dim``, ``net_arch`` (a list of layer sizes), ``activation_fn``, ``lstm``,
-            ``lstm_hidden_size``, ``ortho_init`` (see :class:`ActorCriticPolicy`).
+        policy_kwargs: ``features_dim``, ``net_arch`` (layer sizes, or SB3's ``dict(pi=..., vf=...)``),
+            ``activation_fn``, ``lstm``, ``lstm_hidden_size``, ``ortho_init`` (see :class:`ActorCriticPolicy`).
         tensorboard_log: TensorBoard root when no ``run_dir`` is given.
         run_dir: Run folder (config.json, episodes.jsonl, progress.jsonl, tb/, checkpoints/).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
