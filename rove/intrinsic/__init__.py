@@ -1,6 +1,5 @@
 """Plug-in intrinsic-reward modules (see ``base`` for the protocol and ``registry`` for the names)."""
 
-import rove.intrinsic.empowerment  # noqa: F401  (registers "empowerment")
 from rove.intrinsic.base import IntrinsicModule, seeded
 from rove.intrinsic.registry import get, make, names, register
 from rove.intrinsic.types import Rollout, Step, Transitions
