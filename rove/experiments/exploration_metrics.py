@@ -41,8 +41,8 @@ Choices where the paper is silent (or unread), and why:
 - ``support`` (default: the number of actions, the most distinct successors one state's actions can have in
   a deterministic env) and ``prior`` 1 (Laplace) fix the world model's prior; they scale information gain, not
   its trend.
-- Over training: the mean of the per-episode values of the episodes ending in each bin of env steps (as
-  ``rove report`` bins returns), so the curves read like learning curves.
+- Over training: ``rove report`` bins the per-episode values by the step each episode ended at, as it bins
+  returns (:func:`rove.experiments.report.learning_curve`), so the curves read like learning curves.
 
 All estimators are vectorised NumPy over the run's rows (sorting and counting), except Blahut-Arimoto on the
 few states whose observed channel is not deterministic.
@@ -50,7 +50,6 @@ few states whose observed channel is not deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,36 +299,29 @@ def compute_metrics(
     )
 
 
-def run_metrics(run_dir: str | Path, horizon: int = 1) -> ExplorationMetrics | None:
-    """:func:`compute_metrics` of a run folder's ``trajectories.bin`` (None when it has none)."""
+def run_metrics(run_dir: str | Path, budget: int | None = None, horizon: int = 1) -> ExplorationMetrics | None:
+    """:func:`compute_metrics` of a run folder's ``trajectories.bin`` (its first ``budget`` transitions; None
+    when it has none)."""
     rows = read_trajectories(run_dir)
+    if budget is not None:
+        rows = rows[rows["step"] <= budget]
     if len(rows) == 0:
         return None
     return compute_metrics(rows, int(read_meta(run_dir).get("num_actions", 0)), horizon=horizon)
 
 
-def final_values(metrics: ExplorationMetrics, fraction: float = 0.1) -> dict[str, float]:
-    """Each metric's mean over the last ``fraction`` of the finished episodes (``final_<metric>``)."""
+def window_values(metrics: ExplorationMetrics, fraction: float = 0.1, last: bool = True) -> dict[str, float]:
+    """Each metric's mean over the last (``last``) or first ``fraction`` of the finished episodes, keyed
+    ``final_<metric>`` or ``initial_<metric>``."""
     done = np.flatnonzero(metrics.finished)
     if done.size == 0:
         return {}
-    tail = done[-max(1, int(round(fraction * done.size))) :]
+    size = max(1, int(round(fraction * done.size)))
+    window = done[-size:] if last else done[:size]
+    prefix = "final" if last else "initial"
     out = {}
     for name in METRIC_NAMES:
-        values = getattr(metrics, name)[tail]
+        values = getattr(metrics, name)[window]
         if np.isfinite(values).any():
-            out[f"final_{name}"] = float(np.nanmean(values))
+            out[f"{prefix}_{name}"] = float(np.nanmean(values))
     return out
-
-
-def binned(metrics: ExplorationMetrics, name: str, edges: Sequence[float]) -> np.ndarray:
-    """Mean of metric ``name`` over the finished episodes ending in each step bin ``(edges[i], edges[i+1]]``
-    (NaN where a bin has none)."""
-    edges = np.asarray(edges, dtype=np.float64)
-    done = metrics.finished & np.isfinite(getattr(metrics, name))
-    steps, values = metrics.step[done], getattr(metrics, name)[done]
-    bins = np.clip(np.searchsorted(edges, steps, side="left") - 1, 0, len(edges) - 2)
-    sums = np.bincount(bins, weights=values, minlength=len(edges) - 1)
-    counts = np.bincount(bins, minlength=len(edges) - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

@@ -174,7 +174,7 @@ def test_two_step_empowerment_of_a_line():
     assert dict(zip(states.tolist(), power.tolist()))[100] == pytest.approx(math.log(3))
 
 
-def test_binned_over_training_and_final_values():
+def test_records_and_final_values():
     metrics = xm.ExplorationMetrics(
         step=np.array([10, 20, 30, 40]),
         length=np.array([10, 10, 10, 10]),
@@ -183,8 +183,12 @@ def test_binned_over_training_and_final_values():
         empowerment=np.array([np.nan, 1.0, 2.0, 4.0]),
         finished=np.array([True, True, True, False]),
     )
-    np.testing.assert_allclose(xm.binned(metrics, "entropy", [0, 20, 40]), [1.5, 3.0])
-    np.testing.assert_allclose(xm.binned(metrics, "empowerment", [0, 20, 40]), [1.0, 2.0])
-    final = xm.final_values(metrics, fraction=0.5)
+    records = metrics.records()  # the unfinished episode is left out
+    assert [r["step"] for r in records] == [10, 20, 30]
+    assert [r["entropy"] for r in records] == [1.0, 2.0, 3.0]
+    final = xm.window_values(metrics, fraction=0.5)
     assert final["final_entropy"] == pytest.approx(2.5)
     assert final["final_empowerment"] == pytest.approx(1.5)
+    initial = xm.window_values(metrics, fraction=0.5, last=False)
+    assert initial["initial_entropy"] == pytest.approx(1.5)
+    assert initial["initial_empowerment"] == pytest.approx(1.0)  # NaN left out of the mean
