@@ -70,11 +70,24 @@ def entropy(keys: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+def _unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, inverse, counts)`` of the distinct tuples of the int64 columns: ``np.unique(axis=0)``'s result,
+    computed by one ``lexsort`` (several times faster than ``np.unique`` on rows)."""
+    table = np.stack([np.asarray(c, dtype=np.int64) for c in columns], axis=1)
+    if len(table) == 0:
+        return table, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.lexsort(table.T[::-1])  # sorted by the first column, then the second, ...
+    ordered = table[order]
+    first = np.r_[True, (ordered[1:] != ordered[:-1]).any(1)]
+    ids = np.cumsum(first) - 1
+    inverse = np.empty(len(table), dtype=np.int64)
+    inverse[order] = ids
+    return ordered[first], inverse, np.bincount(ids)
+
+
 def _group_ids(*columns: np.ndarray) -> np.ndarray:
     """``int64 [N]`` id of each row's tuple of column values (equal tuples, equal ids)."""
-    table = np.stack([np.asarray(c, dtype=np.int64) for c in columns], axis=1)
-    _, inverse = np.unique(table, axis=0, return_inverse=True)
-    return inverse.reshape(-1)
+    return _unique_rows(*columns)[1]
 
 
 def _seen_before(ids: np.ndarray) -> np.ndarray:
@@ -149,14 +162,14 @@ def state_empowerment(sources: np.ndarray, inputs: np.ndarray, outcomes: np.ndar
     """
     if len(sources) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    triples, counts = np.unique(np.stack([sources, inputs, outcomes], axis=1), axis=0, return_counts=True)
+    triples, _, counts = _unique_rows(sources, inputs, outcomes)
     s, a, o = triples[:, 0], triples[:, 1], triples[:, 2]
     states, state_start = np.unique(s, return_index=True)
     # Deterministic sources (one outcome per input): capacity ln(#distinct outcomes), counted without a loop.
     pair_first = np.r_[True, (s[1:] != s[:-1]) | (a[1:] != a[:-1])]
     outcomes_per_pair = np.bincount(np.cumsum(pair_first) - 1)
     stochastic = np.isin(states, s[pair_first][outcomes_per_pair > 1])
-    pairs = np.unique(np.stack([s, o], axis=1), axis=0)
+    pairs = _unique_rows(s, o)[0]
     distinct = np.bincount(np.searchsorted(states, pairs[:, 0]), minlength=len(states))
     capacity = np.log(distinct.astype(np.float64))
     ends = np.r_[state_start[1:], len(s)]
@@ -274,17 +287,19 @@ def compute_metrics(
     gain = information_gain(rows["state"], rows["action"], rows["next_state"], support, prior)
     row_power = lookup(*state_empowerment(*sequence_samples(rows, episodes, horizon, num_actions)), rows["state"])
 
-    order = np.lexsort((np.arange(len(rows)), episodes))
-    bounds = np.searchsorted(episodes[order], np.arange(num + 1))
-    ent = np.zeros(num)
-    emp = np.full(num, np.nan)
-    for i in range(num):
-        idx = order[bounds[i] : bounds[i + 1]]
-        visited = np.r_[rows["state"][idx[:1]], rows["next_state"][idx]]
-        ent[i] = entropy(visited)
-        values = row_power[idx]
-        if np.isfinite(values).any():
-            emp[i] = float(np.nanmean(values))
+    # Entropy of each episode's visits (s_0 and every s_{t+1}): H = ln N - sum_s n_s ln n_s / N per episode.
+    first = np.unique(episodes, return_index=True)[1]
+    visit_ep = np.r_[episodes[first], episodes]
+    visit_key = np.r_[rows["state"][first], rows["next_state"]]
+    pairs, _, n = _unique_rows(visit_ep, visit_key)
+    total = np.bincount(pairs[:, 0], weights=n, minlength=num)
+    n_log_n = np.bincount(pairs[:, 0], weights=n * np.log(n), minlength=num)
+    ent = np.log(np.maximum(total, 1)) - n_log_n / np.maximum(total, 1)
+    known = np.isfinite(row_power)
+    power_sum = np.bincount(episodes[known], weights=row_power[known], minlength=num)
+    power_n = np.bincount(episodes[known], minlength=num)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        emp = np.where(power_n > 0, power_sum / np.maximum(power_n, 1), np.nan)
     length = np.bincount(episodes, minlength=num)
     last = np.zeros(num, dtype=np.int64)
     np.maximum.at(last, episodes, np.arange(len(rows)))
