@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import rove
 from rove.agents import PPO
 from rove.agents.common.trajectories import DONE, ROW_DTYPE, START, TrajectoryRecorder, read_trajectories
 from rove.experiments.args import parse_dataclass_args
@@ -64,7 +63,9 @@ class TimedRecorder(TrajectoryRecorder):
 
 def one_run(env_id: str, steps: int, seed: int, record: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
-        model = PPO("auto", env_id, seed=seed, device="cpu", run_dir=folder, n_envs=8, n_steps=128, batch_size=256)
+        model = PPO(
+            "auto", env_id, seed=seed, device="cpu", run_dir=folder, n_envs=8, n_steps=128, batch_size=256, verbose=0
+        )
         recorder = TimedRecorder() if record else None
         start = time.process_time()
         model.learn(steps, callback=recorder)

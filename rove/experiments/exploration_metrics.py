@@ -101,15 +101,18 @@ def _seen_before(ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def dirichlet_information_gain(count_outcome: np.ndarray, count_total: np.ndarray, support: int, prior: float) -> np.ndarray:
+def dirichlet_information_gain(
+    count_outcome: np.ndarray, count_total: np.ndarray, support: int, prior: float
+) -> np.ndarray:
     """``KL(Dir(alpha + e_j) || Dir(alpha))`` for a symmetric Dirichlet(``prior``) over ``support`` outcomes
     after ``count_total`` observations of which ``count_outcome`` were outcome ``j`` (arrays, float64)."""
     alpha_j = np.asarray(count_outcome, dtype=np.float64) + prior
     alpha_0 = np.asarray(count_total, dtype=np.float64) + prior * support
     digamma = torch.special.digamma
-    gain = np.log(alpha_0 / alpha_j) + (
-        digamma(torch.from_numpy(alpha_j + 1.0)) - digamma(torch.from_numpy(alpha_0 + 1.0))
-    ).numpy()
+    gain = (
+        np.log(alpha_0 / alpha_j)
+        + (digamma(torch.from_numpy(alpha_j + 1.0)) - digamma(torch.from_numpy(alpha_0 + 1.0))).numpy()
+    )
     return np.asarray(gain, dtype=np.float64)
 
 
@@ -223,7 +226,7 @@ def sequence_samples(rows: np.ndarray, episodes: np.ndarray, horizon: int, num_a
     if n <= 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    same = ep[: n] == ep[horizon - 1 :]
+    same = ep[:n] == ep[horizon - 1 :]
     base = max(num_actions, int(act.max()) + 2, 2)
     seq = np.zeros(n, dtype=np.int64)
     for i in range(horizon):
@@ -331,7 +334,7 @@ def window_values(metrics: ExplorationMetrics, fraction: float = 0.1, last: bool
     done = np.flatnonzero(metrics.finished)
     if done.size == 0:
         return {}
-    size = max(1, int(round(fraction * done.size)))
+    size = max(1, round(fraction * done.size))
     window = done[-size:] if last else done[:size]
     prefix = "final" if last else "initial"
     out = {}

@@ -234,14 +234,12 @@ def _panels(groups: Sequence[Group], episodes_of: Mapping[Path, list[dict[str, A
     if any(isinstance(e.get("achievements"), Mapping) for e in head):
         panels.append(Panel("Crafter score (%)", lambda run, edges: crafter_score_curve(episodes_of[run.path], edges)))
     exploration = {path: m.records() for g in groups for path, m in g.exploration.items()}
+
+    def explored(name: str) -> Callable[[Run, np.ndarray], np.ndarray]:
+        return lambda run, edges: learning_curve(exploration.get(run.path, []), name, edges)
+
     if exploration:
-        for name in METRIC_NAMES:
-            panels.append(
-                Panel(
-                    EXPLORATION_TITLES[name],
-                    lambda run, edges, name=name: learning_curve(exploration.get(run.path, []), name, edges),
-                )
-            )
+        panels += [Panel(EXPLORATION_TITLES[name], explored(name)) for name in METRIC_NAMES]
     evals = {r.path: [{**e, "return": e["mean_return"]} for e in evaluations(r)] for r in runs}
     if any(evals.values()):
         panels.append(

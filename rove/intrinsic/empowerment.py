@@ -159,4 +159,3 @@ class Empowerment(IntrinsicModule):
                 totals["loss"] += loss.item()
                 count += 1
         return {k: v / max(count, 1) for k, v in totals.items()}
-

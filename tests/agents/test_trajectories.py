@@ -77,7 +77,8 @@ def replay(suite: str, rows: np.ndarray, seed: int = 0) -> None:
 
 
 @pytest.mark.parametrize(
-    "suite", ["minigrid", pytest.param("crafter", marks=pytest.mark.slow), pytest.param("nethack", marks=pytest.mark.slow)]
+    "suite",
+    ["minigrid", pytest.param("crafter", marks=pytest.mark.slow), pytest.param("nethack", marks=pytest.mark.slow)],
 )
 def test_recorded_rows_replay_the_run(suite: str, tmp_path: Path) -> None:
     model, rows = recorded_run(suite, tmp_path)
@@ -85,7 +86,6 @@ def test_recorded_rows_replay_the_run(suite: str, tmp_path: Path) -> None:
     np.testing.assert_array_equal(rows["step"], np.arange(1, len(rows) + 1))
     assert (rows["flags"] & DONE).any()  # episodes ended (max_steps) within the run
     replay(suite, rows)
-
 
 
 def test_torn_last_row_is_dropped(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ capacities from closed forms (ln of the number of distinct outcomes; the Z chann
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
@@ -43,8 +44,8 @@ def dirichlet_kl(beta: list[float], alpha: list[float]) -> float:
     """KL(Dir(beta) || Dir(alpha)), the general formula over every component."""
     b0, a0 = sum(beta), sum(alpha)
     out = math.lgamma(b0) - math.lgamma(a0)
-    out += sum(math.lgamma(a) - math.lgamma(b) for a, b in zip(alpha, beta))
-    out += sum((b - a) * (digamma(b) - digamma(b0)) for a, b in zip(alpha, beta))
+    out += sum(math.lgamma(a) - math.lgamma(b) for a, b in zip(alpha, beta, strict=True))
+    out += sum((b - a) * (digamma(b) - digamma(b0)) for a, b in zip(alpha, beta, strict=True))
     return out
 
 
@@ -64,7 +65,7 @@ def test_entropy_per_episode_matches_counting():
     transitions, ends, true = [], set(), []
     for _ in range(5):
         states = rng.integers(0, 6, size=rng.integers(3, 30)).tolist()
-        for s, s2 in zip(states[:-1], states[1:]):
+        for s, s2 in itertools.pairwise(states):
             transitions.append((0, s, 0, s2))
         ends.add(len(transitions) - 1)
         counts = Counter(states)
@@ -94,7 +95,12 @@ def test_episodes_of_interleaved_envs():
     metrics = xm.compute_metrics(make_rows(transitions, ends), num_actions=1)
     assert (np.diff(metrics.step) > 0).all()  # in the order they ended
     # Rows 0..9 alternate env 0, env 1: env 0's episodes end at rows 2 and 8, env 1's at row 7 and row 9.
-    assert list(zip(metrics.length.tolist(), metrics.finished.tolist())) == [(2, True), (4, True), (3, True), (1, False)]
+    assert list(zip(metrics.length.tolist(), metrics.finished.tolist(), strict=True)) == [
+        (2, True),
+        (4, True),
+        (3, True),
+        (1, False),
+    ]
 
 
 def test_information_gain_is_the_dirichlet_kl_of_each_update():
@@ -142,7 +148,7 @@ def test_empowerment_of_a_deterministic_star_and_corridor():
         ends.add(len(transitions) - 1)
     rows = make_rows(transitions, ends)
     states, power = xm.state_empowerment(rows["state"], rows["action"].astype(np.int64), rows["next_state"])
-    assert dict(zip(states.tolist(), power.tolist())) == pytest.approx({0: math.log(4), 10: math.log(2)})
+    assert dict(zip(states.tolist(), power.tolist(), strict=True)) == pytest.approx({0: math.log(4), 10: math.log(2)})
     metrics = xm.compute_metrics(rows, num_actions=4)
     np.testing.assert_allclose(metrics.empowerment, [math.log(4)] * 4 + [math.log(2)] * 4)
 
@@ -169,9 +175,9 @@ def test_two_step_empowerment_of_a_line():
     rows = make_rows(transitions, ends)
     episodes = xm.episode_ids(rows)
     states, power = xm.state_empowerment(*xm.sequence_samples(rows, episodes, 2, 3))
-    assert dict(zip(states.tolist(), power.tolist())) == pytest.approx({100: math.log(5)})
+    assert dict(zip(states.tolist(), power.tolist(), strict=True)) == pytest.approx({100: math.log(5)})
     states, power = xm.state_empowerment(*xm.sequence_samples(rows, episodes, 1, 3))
-    assert dict(zip(states.tolist(), power.tolist()))[100] == pytest.approx(math.log(3))
+    assert dict(zip(states.tolist(), power.tolist(), strict=True))[100] == pytest.approx(math.log(3))
 
 
 def test_records_and_final_values():

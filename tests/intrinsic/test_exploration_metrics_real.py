@@ -80,7 +80,7 @@ def test_metrics_of_real_rollouts_match_python(suite: str, request: pytest.Fixtu
     np.testing.assert_allclose(np.sort(metrics.entropy), np.sort(entropies), atol=1e-9)
     np.testing.assert_allclose(np.sort(metrics.information_gain), np.sort(gains), atol=1e-9)
     states, capacity = xm.state_empowerment(rows["state"], rows["action"].astype(np.int64), rows["next_state"])
-    estimated = dict(zip(states.tolist(), capacity.tolist()))
+    estimated = dict(zip(states.tolist(), capacity.tolist(), strict=True))
     assert power and len(estimated) >= len(power)
     for state, value in power.items():
         assert estimated[state] == pytest.approx(value, abs=1e-12)
