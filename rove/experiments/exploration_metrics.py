@@ -41,6 +41,9 @@ Choices where the paper is silent (or unread), and why:
 - ``support`` (default: the number of actions, the most distinct successors one state's actions can have in
   a deterministic env) and ``prior`` 1 (Laplace) fix the world model's prior; they scale information gain, not
   its trend.
+- Per-episode entropy and summed information gain grow with the episode's length (more states visited,
+  more transitions learned from); compare methods whose episodes have similar lengths, or read them with
+  the length (``ExplorationMetrics.length``).
 - Over training: ``rove report`` bins the per-episode values by the step each episode ended at, as it bins
   returns (:func:`rove.experiments.report.learning_curve`), so the curves read like learning curves.
 
