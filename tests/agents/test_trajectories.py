@@ -149,3 +149,21 @@ def test_killed_run_file_is_readable_and_resume_equals_uninterrupted(tmp_path: P
 
     train_run(SPEC, tmp_path, run_dir=run, resume=True, callbacks=[TrajectoryRecorder()])
     np.testing.assert_array_equal(read_trajectories(run), whole)
+
+
+def test_runs_record_by_default_and_options_are_checked() -> None:
+    from rove.experiments.run_tools import RunTools, callbacks
+
+    recorders = [cb for cb in callbacks(SPEC, RunTools()) if isinstance(cb, TrajectoryRecorder)]
+    assert len(recorders) == 1 and recorders[0].key == "state_key"
+    assert not [cb for cb in callbacks(SPEC, RunTools(trajectories=False)) if isinstance(cb, TrajectoryRecorder)]
+    (recorder,) = [
+        cb for cb in callbacks(SPEC, RunTools(trajectory_key="pose_key")) if isinstance(cb, TrajectoryRecorder)
+    ]
+    assert recorder.key == "pose_key"
+    with pytest.raises(ValueError, match=r"unknown run tool option\(s\) \['trajectory'\].*'trajectories'"):
+        RunTools.from_dict({"trajectory": False})
+    with pytest.raises(ValueError, match="trajectories must be true or false, got 'no'"):
+        RunTools(trajectories="no")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="trajectory_key must be an observation key name"):
+        RunTools(trajectory_key="")
