@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rove.agents.common.trajectories import DONE, ROW_DTYPE, START, TRAJECTORY_FILE
+from rove.experiments.figures import FigureStyle
 from rove.experiments.report import _panels, bootstrap_ci, group_runs, write_report
 from rove.experiments.runs import find_runs
 
@@ -43,7 +44,7 @@ def test_report_shows_exploration_metrics_per_method_and_over_training(tmp_path:
     for seed, sizes in growth.items():
         write_run(runs, "count", seed, sizes)
         write_run(runs, "none", seed, None)  # a run without trajectories: no exploration row
-    out = write_report(runs, tmp_path / "report", bins=5)
+    out = write_report(runs, tmp_path / "report", bins=5, style=FigureStyle(formats=("png",)))
 
     count = next(g for g in out["groups"] if g.method == "count")
     none = next(g for g in out["groups"] if g.method == "none")
