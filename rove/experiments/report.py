@@ -4,7 +4,10 @@ Per env x method, over seeds: the mean and a 95% percentile-bootstrap confidence
 each run's final metrics, and the interquartile mean (IQM; Agarwal et al. 2021, "Deep RL at the Edge of the
 Statistical Precipice") where there are at least :data:`IQM_MIN_RUNS` runs. Crafter runs also get the
 Crafter score and the per-achievement success rates over all training episodes (see ``crafter_score``);
-NetHack runs their in-game score and dungeon depth.
+NetHack runs their in-game score and dungeon depth. Runs that recorded their trajectories (``trajectories.bin``,
+on by default in ``rove train`` and ``rove sweep``) get the exploration metrics of
+:mod:`rove.experiments.exploration_metrics` (entropy, information gain, empowerment): a table of their values
+early and late in training and a curve of each over training.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rove.experiments.crafter_score import ACHIEVEMENTS, PUBLISHED_SCORES, crafter_score, success_rates
+from rove.experiments.exploration_metrics import METRIC_NAMES, ExplorationMetrics, run_metrics, window_values
 from rove.experiments.figures import FigureStyle, Panel, band_note, crafter_score_curve, plot_env
 from rove.experiments.runs import Run, episode_metrics, find_runs, read_jsonl
 
@@ -38,6 +42,13 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("final_eval_return", "final eval return (greedy)"),
     ("final_eval_success", "final eval success (greedy)"),
 )
+# Exploration metrics (rove.experiments.exploration_metrics) of runs with trajectories: name -> title.
+EXPLORATION_TITLES = {
+    "entropy": "entropy (nats)",
+    "information_gain": "information gain (nats)",
+    "empowerment": "empowerment (nats)",
+}
+EXPLORATION_KEYS = tuple(f"{when}_{name}" for name in METRIC_NAMES for when in ("initial", "final"))
 # Episode fields plotted as learning curves, when the env logs them.
 CURVE_KEYS: tuple[tuple[str, str], ...] = (
     ("return", "episode return"),
@@ -110,6 +121,7 @@ class Group:
     metrics: dict[str, Summary] = field(default_factory=dict)
     achievement_rates: dict[str, float] = field(default_factory=dict)  # mean over seeds, percent
     run_metrics: list[dict[str, Any]] = field(default_factory=list)
+    exploration: dict[Path, ExplorationMetrics] = field(default_factory=dict)  # runs with trajectories
 
 
 def group_runs(
@@ -130,6 +142,9 @@ def group_runs(
         episodes_of[run.path] = episodes
         group = groups.setdefault((run.env_id, run.method), Group(run.env_id, run.method, []))
         group.runs.append(run)
+        exploration = run_metrics(run.path, budget)
+        if exploration is not None:
+            group.exploration[run.path] = exploration
         group.run_metrics.append(
             {
                 "run": run.path.name,
@@ -137,10 +152,15 @@ def group_runs(
                 "finished": run.finished,
                 **episode_metrics(episodes),
                 **eval_metrics(evaluations(run, budget)),
+                **(
+                    {**window_values(exploration, last=False), **window_values(exploration)}
+                    if exploration is not None
+                    else {}
+                ),
             }
         )
     for group in groups.values():
-        for key, _ in METRICS:
+        for key in [k for k, _ in METRICS] + list(EXPLORATION_KEYS):
             values = [m[key] for m in group.run_metrics if isinstance(m.get(key), (int, float))]
             if values:
                 group.metrics[key] = Summary.of(values)
@@ -213,6 +233,13 @@ def _panels(groups: Sequence[Group], episodes_of: Mapping[Path, list[dict[str, A
     panels = [Panel(title, training(key)) for key, title in CURVE_KEYS if any(key in e for e in head)]
     if any(isinstance(e.get("achievements"), Mapping) for e in head):
         panels.append(Panel("Crafter score (%)", lambda run, edges: crafter_score_curve(episodes_of[run.path], edges)))
+    exploration = {path: m.records() for g in groups for path, m in g.exploration.items()}
+
+    def explored(name: str) -> Callable[[Run, np.ndarray], np.ndarray]:
+        return lambda run, edges: learning_curve(exploration.get(run.path, []), name, edges)
+
+    if exploration:
+        panels += [Panel(EXPLORATION_TITLES[name], explored(name)) for name in METRIC_NAMES]
     evals = {r.path: [{**e, "return": e["mean_return"]} for e in evaluations(r)] for r in runs}
     if any(evals.values()):
         panels.append(
@@ -336,6 +363,30 @@ def crafter_markdown(groups: Sequence[Group], style: FigureStyle | None = None) 
     )
 
 
+def exploration_markdown(groups: Sequence[Group], style: FigureStyle | None = None) -> str:
+    """The exploration metrics early (first 10 % of episodes) and late (last 10 %) in training, mean [95% CI]
+    over runs, for the groups whose runs recorded trajectories."""
+    rows = [g for g in groups if g.exploration]
+    if not rows:
+        return ""
+    label = (style or FigureStyle()).label
+    header = ["env", "method", "runs"]
+    for name in METRIC_NAMES:
+        header += [f"{EXPLORATION_TITLES[name]}, first 10 %", "last 10 %"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + " |"]
+    for g in rows:
+        cells = [g.env_id, label(g.method), str(len(g.exploration))]
+        cells += [g.metrics[k].text() if k in g.metrics else "" for k in EXPLORATION_KEYS]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        "Per episode: entropy of the visited state keys; information gain summed over its transitions (KL of a "
+        "Dirichlet world model's update); empowerment, the mean over its states of the channel capacity from "
+        "the actions taken there to the next state (rove.experiments.exploration_metrics). Mean over the first / "
+        "last 10 % of each run's episodes; 95% percentile-bootstrap CI of the mean over runs (seeds)."
+    )
+    return "\n".join([*lines, "", note])
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
@@ -397,7 +448,7 @@ def write_report(
     rows, run_rows = [], []
     for g in groups:
         row: dict[str, Any] = {"env": g.env_id, "method": g.method, "runs": len(g.runs)}
-        for key, _ in METRICS:
+        for key in [k for k, _ in METRICS] + list(EXPLORATION_KEYS):
             if key in g.metrics:
                 s = g.metrics[key]
                 row.update({f"{key}_mean": s.mean, f"{key}_ci_low": s.ci[0], f"{key}_ci_high": s.ci[1]})
@@ -425,6 +476,9 @@ def write_report(
             for a in ACHIEVEMENTS
         ]
         _write_csv(out / "crafter_achievements.csv", crafter_rows)
+    exploration = exploration_markdown(groups, style)
+    if exploration:
+        sections += ["", "## Exploration metrics", "", exploration]
     if pngs:
         sections += ["", "## Learning curves", "", *[f"![{p.stem}]({p.name})" for p in pngs]]
         sections += ["", band_note(style) + f" Files: curves_<env>.{{{','.join(style.formats)}}}."]

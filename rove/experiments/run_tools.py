@@ -1,4 +1,4 @@
-"""The callbacks a run can ask for beyond checkpoints: periodic evaluation and W&B tracking.
+"""The callbacks a run can ask for beyond checkpoints: periodic evaluation, W&B tracking, trajectory recording.
 
 ``rove train --eval-freq N --eval-episodes K --track ...`` and a sweep's ``[eval]``/``[track]`` tables build
 them here, for :func:`rove.experiments.runs.train_run`.
@@ -24,6 +24,10 @@ class RunTools:
         track: Log to Weights & Biases.
         wandb_project, wandb_entity, wandb_name, wandb_mode, wandb_group: see
             :class:`rove.agents.common.tracking.TrackOptions`.
+        trajectories: Record every transition's state key and action into ``trajectories.bin`` (on by
+            default; ``rove report`` computes the exploration metrics from it). See
+            :mod:`rove.agents.common.trajectories`.
+        trajectory_key: The int64 observation key recorded (``state_key``; e.g. MiniGrid's ``pose_key``).
     """
 
     eval_freq: int = 0
@@ -34,8 +38,14 @@ class RunTools:
     wandb_name: str | None = None
     wandb_mode: str | None = None
     wandb_group: str | None = None
+    trajectories: bool = True
+    trajectory_key: str = "state_key"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.trajectories, bool):
+            raise ValueError(f"trajectories must be true or false, got {self.trajectories!r}")
+        if not isinstance(self.trajectory_key, str) or not self.trajectory_key:
+            raise ValueError(f"trajectory_key must be an observation key name, got {self.trajectory_key!r}")
         if self.eval_freq < 0 or self.eval_episodes < 1:
             raise ValueError(
                 f"eval_freq must be >= 0 and eval_episodes >= 1, got {self.eval_freq}, {self.eval_episodes}"
@@ -92,6 +102,10 @@ def callbacks(spec: Any, tools: RunTools) -> list[Any]:
             group=tools.wandb_group,
         )
         out.append(WandbCallback(options, extra_config={"spec": spec.to_dict()}))
+    if tools.trajectories:
+        from rove.agents.common.trajectories import TrajectoryRecorder
+
+        out.append(TrajectoryRecorder(tools.trajectory_key))
     return out
 
 

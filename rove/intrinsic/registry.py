@@ -23,6 +23,7 @@ _BUILTIN: dict[str, str] = {
     "ngu": "rove.intrinsic.ngu:NGU",
     "rdd": "rove.intrinsic.rdd:RDD",
     "icm": "rove.intrinsic.icm:ICM",
+    "empowerment": "rove.intrinsic.empowerment:Empowerment",
     "disagreement": "rove.intrinsic.disagreement:Disagreement",
     "e3b": "rove.intrinsic.e3b:E3B",
     "ride": "rove.intrinsic.ride:RIDE",

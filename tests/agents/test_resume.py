@@ -54,6 +54,11 @@ SUITES = {
         "kwargs": {"intrinsic": "rnd", "n_envs": 4, "n_steps": 8, "batch_size": 16, "n_epochs": 2, "seed": 3},
         "total": 4 * 30,
     },
+    "minigrid_empowerment": {
+        "env": "Rove/MiniGrid-Empty-5x5-v0",
+        "kwargs": {"intrinsic": "empowerment", "n_envs": 4, "n_steps": 8, "batch_size": 16, "n_epochs": 1, "seed": 9},
+        "total": 4 * 20,
+    },
     "crafter": {
         "env": "Rove/CrafterReward-v1",
         "kwargs": {"intrinsic": "rnd", "n_envs": 2, "n_steps": 4, "batch_size": 8, "n_epochs": 1, "seed": 4},
