@@ -24,6 +24,7 @@ _BUILTIN: dict[str, str] = {
     "rdd": "rove.intrinsic.rdd:RDD",
     "icm": "rove.intrinsic.icm:ICM",
     "disagreement": "rove.intrinsic.disagreement:Disagreement",
+    "infogain": "rove.intrinsic.infogain:InfoGain",
     "e3b": "rove.intrinsic.e3b:E3B",
     "ride": "rove.intrinsic.ride:RIDE",
     "re3": "rove.intrinsic.re3:RE3",
