@@ -31,10 +31,10 @@ Deviations:
     - Targets are normalised with statistics updated once per rollout on its training transitions (the
       references: once per replay batch); their std is clipped at 1e-3 as in the JAX code. The inputs (a
       one-hot action and bounded random features) are not normalised.
-    - None in the reward: it is standardised by running mean/std over valid steps (``normalize="standardize"``,
-      the references' normaliser, updated once per rollout instead of per batch), so it is negative on the
-      less informative half of the transitions; keep the intrinsic stream non-episodic (Rove's default),
-      where a constant offset changes nothing, or pick another ``normalize``.
+    - The reward is standardised by a running mean/std over valid steps (``normalize="standardize"``, the
+      references' normaliser), updated once per rollout instead of once per batch. It is negative on the less
+      informative transitions: keep the intrinsic stream non-episodic (Rove's default), where a constant
+      offset changes nothing, or pick another ``normalize``.
     - Members train on the same minibatches (as the references) unless ``bootstrap=True`` (Pathak et
       al.'s per-member bootstrap); one PPO rollout's valid transitions per update instead of a replay buffer.
 """
@@ -150,7 +150,10 @@ class InfoGain(IntrinsicModule):
         flat_obs, actions = obs_flatten(rollout.obs), rollout.actions.reshape(-1)
         n = len(actions)
         gains = [
-            information_gain(self.predictions(obs_index(flat_obs, slice(i, i + EVAL_CHUNK)), actions[i : i + EVAL_CHUNK]), self.noise_std)
+            information_gain(
+                self.predictions(obs_index(flat_obs, slice(i, i + EVAL_CHUNK)), actions[i : i + EVAL_CHUNK]),
+                self.noise_std,
+            )
             for i in range(0, n, EVAL_CHUNK)
         ]
         gain = torch.cat(gains).reshape(rollout.num_steps, rollout.num_envs)
@@ -186,7 +189,9 @@ class InfoGain(IntrinsicModule):
                 if self.bootstrap:
                     n = len(rows)
                     draws = torch.randint(n, (k, n), generator=self.generator).to(self.device)
-                    weights = torch.zeros(k, n, device=self.device).scatter_add_(1, draws, torch.ones(k, n, device=self.device))
+                    weights = torch.zeros(k, n, device=self.device).scatter_add_(
+                        1, draws, torch.ones(k, n, device=self.device)
+                    )
                     loss = (weights * errors).sum() / (k * n)
                 else:
                     loss = errors.mean()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-
 
 import rove.intrinsic as ri
 from rove.intrinsic import Rollout

@@ -9,9 +9,8 @@ Three lines train PPO+RND::
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import gymnasium as gym
 import torch
