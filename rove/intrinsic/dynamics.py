@@ -209,12 +209,13 @@ class InverseDynamics(nn.Module):
 
 
 class ForwardModel(nn.Module):
-    """``f(phi(s), a) -> phi(s')`` with a one-hot action; ``phi [N, d]``, ``actions [N]`` -> ``[N, d]``."""
+    """``f(phi(s), a) -> phi(s')`` with a one-hot action; ``phi [N, d]``, ``actions [N]`` -> ``[N, out_dim]``
+    (``out_dim`` defaults to ``d``; MaxInfoRL's info-gain ensemble also predicts the reward)."""
 
-    def __init__(self, features_dim: int, num_actions: int, hidden: int = 256):
+    def __init__(self, features_dim: int, num_actions: int, hidden: int = 256, out_dim: int | None = None):
         super().__init__()
         self.num_actions = num_actions
-        self.net = mlp(features_dim + num_actions, hidden, features_dim)
+        self.net = mlp(features_dim + num_actions, hidden, features_dim if out_dim is None else out_dim)
 
     @property
     def layers(self) -> tuple[nn.Linear, nn.Linear]:

@@ -25,6 +25,7 @@ _BUILTIN: dict[str, str] = {
     "icm": "rove.intrinsic.icm:ICM",
     "empowerment": "rove.intrinsic.empowerment:Empowerment",
     "disagreement": "rove.intrinsic.disagreement:Disagreement",
+    "infogain": "rove.intrinsic.infogain:InfoGain",
     "e3b": "rove.intrinsic.e3b:E3B",
     "ride": "rove.intrinsic.ride:RIDE",
     "re3": "rove.intrinsic.re3:RE3",

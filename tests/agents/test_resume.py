@@ -94,7 +94,7 @@ SUITES = {
 }
 
 
-# Bigger runs (@slow): more updates and later kills, an LSTM policy, a subprocess-mode vector env.
+# Bigger runs (@slow): more updates and later kills, an LSTM policy, tuned coefficients, a subprocess-mode vector env.
 SLOW_SUITES = {
     "minigrid_lstm": {
         "env": "Rove/MiniGrid-DoorKey-5x5-v0",
@@ -130,6 +130,22 @@ SLOW_SUITES = {
         "total": 10 * 64,
         "kill_after": (2, 7),
     },
+    "minigrid_maxinfo": {  # int_coef and ent_coef tuned per rollout (their values and Adam states resume too)
+        "env": "Rove/MiniGrid-DoorKey-5x5-v0",
+        "kwargs": {
+            "intrinsic": "infogain",
+            "int_coef": "auto",
+            "ent_coef": "auto",
+            "dual_lr": 0.1,
+            "n_envs": 4,
+            "n_steps": 16,
+            "batch_size": 32,
+            "n_epochs": 2,
+            "seed": 9,
+        },
+        "total": 10 * 64,
+        "kill_after": (2, 7),
+    },
     "nethack_subprocess": {
         "env": "Rove/NetHackScore-v0",
         "vec": {"mode": "subprocess", "num_workers": 2},
@@ -148,7 +164,8 @@ def make_env(config: dict[str, Any]) -> Any:
 
 
 def training_state(model: PPO) -> dict[str, Any]:
-    """Everything the run's outcome is: parameters, optimiser, module (networks, memory, generators), counters."""
+    """Everything the run's outcome is: parameters, optimiser, module (networks, memory, generators), counters,
+    tuned coefficients."""
     assert model.intrinsic is not None
     return {
         "policy": model.policy.state_dict(),
@@ -156,6 +173,7 @@ def training_state(model: PPO) -> dict[str, Any]:
         "intrinsic": model.intrinsic.state_dict(),
         "intrinsic_training": model.intrinsic.get_training_state(),
         "steps": (model.num_timesteps, model.num_updates),
+        "tuned_coefs": {name: coef.state_dict() for name, coef in model._dual_coefs().items()},
     }
 
 

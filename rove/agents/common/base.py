@@ -26,6 +26,7 @@ from gymnasium import spaces
 from rove.agents.common import checkpoint
 from rove.agents.common.buffers import RolloutBuffer
 from rove.agents.common.callbacks import BaseCallback, convert_callback
+from rove.agents.common.dual import DualCoef
 from rove.agents.common.logger import (
     ConsoleWriter,
     JSONLWriter,
@@ -184,6 +185,10 @@ class OnPolicyAlgorithm:
     # ----- construction helpers -----
     def _setup_model(self) -> None:
         raise NotImplementedError
+
+    def _dual_coefs(self) -> dict[str, DualCoef]:
+        """Coefficients tuned during training, by attribute name (saved in checkpoints); none by default."""
+        return {}
 
     def _make_intrinsic(self, intrinsic: str | IntrinsicModule | None) -> IntrinsicModule | None:
         if intrinsic is None:

@@ -3,7 +3,8 @@
 What a checkpoint holds, so that a run killed at any moment and resumed from its last checkpoint finishes
 bit-identical to one that was never interrupted:
 
-- the policy and its optimiser; the hyperparameters and the learning run's target (a schedule continues);
+- the policy and its optimiser; the tuned coefficients (``int_coef="auto"``, ``ent_coef="auto"``) with their
+  Adam states; the hyperparameters and the learning run's target (a schedule continues);
 - the intrinsic module: its constructor arguments (a module passed as an instance comes back with its own
   settings), its state dict (networks, normalisers, episodic memory via ``get_extra_state``) and
   :meth:`~rove.intrinsic.base.IntrinsicModule.get_training_state` (optimisers, generators, counters, fusion
@@ -106,6 +107,7 @@ def save(model: OnPolicyAlgorithm, path: str | Path) -> None:
         "action_space": model.action_space,
         "policy": model.policy.state_dict(),
         "optimizer": model.optimizer.state_dict(),  # type: ignore[attr-defined]
+        "duals": {name: coef.state_dict() for name, coef in model._dual_coefs().items()},
         "intrinsic": _intrinsic_state(model),
         "num_timesteps": model.num_timesteps,
         "num_updates": model.num_updates,
@@ -153,6 +155,7 @@ def restore(model: OnPolicyAlgorithm, ckpt: dict[str, Any], env_given: bool) -> 
     """Puts the saved training state into a freshly built ``model``."""
     model.policy.load_state_dict(ckpt["policy"])
     model.optimizer.load_state_dict(ckpt["optimizer"])  # type: ignore[attr-defined]
+    _restore_duals(model, ckpt.get("duals", {}))
     saved = ckpt["intrinsic"]
     if saved is not None and model.intrinsic is not None:
         load_state_dict_resizing(model.intrinsic, saved["state_dict"])
@@ -166,6 +169,19 @@ def restore(model: OnPolicyAlgorithm, ckpt: dict[str, Any], env_given: bool) -> 
     model.action_space.np_random.bit_generator.state = ckpt["action_space_rng"]
     set_rng_states(ckpt["rng"])
     model._saved_rollout = ckpt["rollout"]
+
+
+def _restore_duals(model: OnPolicyAlgorithm, saved: dict[str, Any]) -> None:
+    """Loads the tuned coefficients (``int_coef="auto"`` ...): their values and Adam states."""
+    duals = model._dual_coefs()
+    if saved.keys() != duals.keys():
+        raise ValueError(
+            f"the checkpoint tunes {sorted(saved) or 'no coefficient'}, this model {sorted(duals) or 'none'}: "
+            "load it with the hyperparameters it was saved with"
+        )
+    for name, coef in duals.items():
+        coef.load_state_dict(saved[name])
+        setattr(model, name, coef.value)
 
 
 def resume_rollout(model: OnPolicyAlgorithm) -> None:
