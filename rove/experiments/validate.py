@@ -233,8 +233,25 @@ def check_spec(spec: Any, here: bool = True) -> None:
     from rove.agents import PPO
 
     check_options("agent options", spec.agent_kwargs, PPO, RUN_SET_AGENT_OPTIONS)
+    _check_auto_coefs(spec)
     policy_kwargs = spec.agent_kwargs.get("policy_kwargs")
     if isinstance(policy_kwargs, Mapping):  # the policy PPO builds from the env ("auto")
         check_options("agent options: policy_kwargs", policy_kwargs, PPO.policy_class, RUN_SET_POLICY_OPTIONS)
     check_intrinsic(spec.intrinsic, spec.intrinsic_kwargs)
     check_device(spec.device, here)
+
+
+def _check_auto_coefs(spec: Any) -> None:
+    """``int_coef`` / ``ent_coef``: a number, ``"auto"`` or ``"auto_<init>"`` (MaxInfoRL's tuned weights); an
+    automatic intrinsic weight needs an intrinsic module."""
+    from rove.agents.common.dual import parse_coef
+
+    for key in ("int_coef", "ent_coef"):
+        if key not in spec.agent_kwargs:
+            continue
+        try:
+            _, auto = parse_coef(spec.agent_kwargs[key], key, 1.0)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"agent options: {err}") from None
+        if key == "int_coef" and auto and not spec.intrinsic:
+            raise ValueError("agent options: int_coef='auto' tunes the intrinsic weight: it needs an intrinsic module")

@@ -98,7 +98,7 @@ def test_every_option_has_a_help_line(capsys: pytest.CaptureFixture[str]) -> Non
     [
         (["train", "MiniGrid-DorKey-8x8-v0"], "Did you mean"),
         (["train", "--intrinsic", "rnb"], "Did you mean 'rnd'"),
-        (["train", "--intrinsic", "nope"], "Available: count, "),
+        (["train", "--intrinsic", "nope"], "Available: airs, byol_explore, "),
         (["train", "--intrinsic", "nope"], "'none' for plain PPO"),
         (["train", "--intrinsic-kwargs", "oops"], "expected key=value"),
         (["train", "--intrinsic-kwargs", "{bad json"], "not valid JSON"),
@@ -261,7 +261,8 @@ def test_step_counts_accept_the_usual_spellings(text: str, steps: int) -> None:
         (["--steps", "1.5"], "--steps: a step count must be a whole number"),
         (["--steps", "lots"], "not a step count: 'lots'"),
         (["--agent-kwargs", "n_step=64"], "agent options: unknown option 'n_step'; did you mean 'n_steps'?"),
-        (["--agent-kwargs", "ent_coef=high"], "agent options: ent_coef: expected float, got 'high'"),
+        (["--agent-kwargs", "ent_coef=high"], "agent options: ent_coef must be a number, 'auto' or 'auto_<initial"),
+        (["--agent-kwargs", "int_coef=auto"], "agent options: int_coef='auto' tunes the intrinsic weight: it needs"),
         (["--agent-kwargs", "seed=1"], "'seed' is set by the run, not here: use --seed"),
         (["--intrinsic", "count", "--intrinsic-kwargs", "mod=episodic"], "unknown option 'mod'; did you mean 'mode'?"),
         (
