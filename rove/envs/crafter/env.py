@@ -91,7 +91,7 @@ class _CrafterCore(crafter.Env):
         self._player = crafter_objects.Player(self._world, center)
         self._last_health = self._player.health
         self._world.add(self._player)
-        self._unlocked = set()
+        self._unlocked: set[str] = set()
         generate_world(self._world, self._player, self.world_config)
         for item, count in self.world_config.inventory:
             self._player.inventory[item] = count

@@ -195,10 +195,7 @@ def _set_material(
     elif mountain > 0.15:
         if noise(x, y, 6, 7) > 0.15 and mountain > 0.3:  # cave
             world[x, y] = "path"
-        elif noise(2 * x, y / 5, 7, 3) > 0.4:  # horizontal tunnel
-            world[x, y] = "path"
-            tunnels[x, y] = True
-        elif noise(x / 5, 2 * y, 7, 3) > 0.4:  # vertical tunnel
+        elif noise(2 * x, y / 5, 7, 3) > 0.4 or noise(x / 5, 2 * y, 7, 3) > 0.4:  # horizontal or vertical tunnel
             world[x, y] = "path"
             tunnels[x, y] = True
         elif noise(x, y, 1, 8) > 0 and uniform() > thres["coal"]:
@@ -213,7 +210,7 @@ def _set_material(
             world[x, y] = "stone"
     elif 0.25 < water <= 0.35 and noise(x, y, 4, 9) > -0.2:
         world[x, y] = "sand"
-    elif 0.3 < water:
+    elif water > 0.3:
         world[x, y] = "water"
     elif noise(x, y, 5, 7) > 0 and uniform() > thres["tree"]:  # grassland
         world[x, y] = "tree"
