@@ -34,7 +34,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rove.agents.common.callbacks import BaseCallback
 from rove.envs.crafter.world import WorldConfig
 from rove.experiments.crafter_score import crafter_score, success_rates
 from rove.llm.envgen import EnvGenLog, feedback_turn, initial_conversation, propose_worlds
@@ -42,6 +41,7 @@ from rove.llm.envgen import EnvGenLog, feedback_turn, initial_conversation, prop
 STATE_FILE = "envgen.json"
 RESULT_FILE = "result.json"
 AGENT_DIR = "agent"
+FINAL_FILE = "final.pt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,16 +166,16 @@ def make_designer_backend(llm: Any) -> Any:
     return make_backend(dict(llm) if isinstance(llm, Mapping) else llm)
 
 
-class _Progress(BaseCallback):
-    """One bar over the whole budget, across phases."""
+def _progress_callback(bar: Any) -> Any:
+    """A callback moving one bar over the whole budget, across phases."""
+    from rove.agents.common.callbacks import BaseCallback
 
-    def __init__(self, bar: Any) -> None:
-        super().__init__()
-        self.bar = bar
+    class Progress(BaseCallback):
+        def _on_update_end(self) -> None:
+            assert self.model is not None
+            bar.update(min(self.model.num_timesteps, bar.total) - bar.n)
 
-    def _on_update_end(self) -> None:
-        assert self.model is not None
-        self.bar.update(min(self.model.num_timesteps, self.bar.total) - self.bar.n)
+    return Progress()
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -338,7 +338,7 @@ class EnvGenRun:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.total_timesteps, initial=int(model.num_timesteps), unit="step", dynamic_ncols=True)
-        callback = _Progress(bar) if bar is not None else None
+        callback = _progress_callback(bar) if bar is not None else None
         try:
             for index in range(state["phase"] if state["checkpoint"] else 0, len(plan)):
                 kind, cycle, end = plan[index]
@@ -367,6 +367,7 @@ class EnvGenRun:
             if bar is not None:
                 bar.close()
         result = self._result(model, state)
+        model.save(self.run_dir / FINAL_FILE)
         model.env.close()
         model.close()
         _write_json(self.run_dir / STATE_FILE, state)
