@@ -98,7 +98,7 @@ def test_unknown_words_and_keys_are_dropped_and_counts_clamped_with_notes():
     "text",
     [
         "I think the agent should explore more mountains.",
-        "```json\n{\"environment_settings\": {\"target_biome\": \n```",
+        '```json\n{"environment_settings": {"target_biome": \n```',
         '{"description": "a nice world", "difficulty": "hard"}',
         "```json\n[1, 2, 3]\n```",
         "",
