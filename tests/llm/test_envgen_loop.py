@@ -82,7 +82,7 @@ def test_generated_phases_build_envs_from_the_llms_worlds(tmp_path):
 def designer(smollm2_dir):
     from rove.llm.backends import TransformersBackend
 
-    return TransformersBackend(smollm2_dir, max_new_tokens=200, temperature=0.0, device="cpu")
+    return TransformersBackend(smollm2_dir, max_new_tokens=120, temperature=0.0, device="cpu")
 
 
 class _KilledAt:
