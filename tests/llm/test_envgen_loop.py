@@ -47,9 +47,25 @@ def _check_budget(result: dict, config: EnvGenConfig) -> None:
         assert end <= p["end"] < end + ROLLOUT
 
 
-def test_the_baseline_spends_the_same_budget_in_the_original_game(tmp_path):
+def _toml(values: dict) -> str:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)]
+    for table in ("agent", "env_kwargs"):
+        lines += [f"[{table}]", *(f"{k} = {json.dumps(v)}" for k, v in values.get(table, {}).items())]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_baseline_spends_the_same_budget_in_the_original_game(tmp_path, capsys):
+    from rove.cli import main
+
+    values = _config().to_dict()
+    values.pop("score_window")
+    (tmp_path / "envgen.toml").write_text(_toml(values))
+    code = main(
+        ["envgen", str(tmp_path / "envgen.toml"), "--baseline", "--run-dir", str(tmp_path / "ppo"), "--no-progress"]
+    )
+    assert code == 0 and "Crafter score over steps 512-1024" in capsys.readouterr().out
     config = baseline_of(_config())
-    result = run_envgen(config, tmp_path / "ppo")
+    result = json.loads((tmp_path / "ppo" / "result.json").read_text())
     _check_budget(result, config)
     assert result["transitions"]["generated"] == 0 and result["score_window"] == [2 * ROLLOUT, 4 * ROLLOUT]
     assert (tmp_path / "ppo" / FINAL_FILE).is_file()
@@ -58,6 +74,17 @@ def test_the_baseline_spends_the_same_budget_in_the_original_game(tmp_path):
     (tmp_path / "ppo" / "result.json").unlink()
     with pytest.raises(ValueError, match=r"another config.*total_timesteps"):
         run_envgen(baseline_of(_config(total_timesteps=5 * ROLLOUT)), tmp_path / "ppo")
+
+
+def test_the_command_refuses_an_unknown_config_key(tmp_path, capsys, monkeypatch):
+    from rove.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.toml").write_text("cycle = 2\n")
+    assert main(["envgen", str(tmp_path / "bad.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown envgen config key(s) ['cycle']" in err and "cycles" in err
+    assert not (tmp_path / "runs").exists()  # refused before any run folder
 
 
 def test_generated_phases_build_envs_from_the_llms_worlds(tmp_path):
