@@ -212,22 +212,25 @@ class EnvGenRun:
         import gymnasium as gym
 
         import rove
+        from rove.experiments.env_options import VECTOR_KEYS, env_only
 
         cfg = self.config
         seed = cfg.seed * 1_000_003 + 1000 * (index + 1)
         if worlds is None:
             return rove.make_vec(cfg.env_id, cfg.n_envs, seed=seed, **dict(cfg.env_kwargs))
+        env_kwargs = env_only(cfg.env_kwargs)
+        vector_kwargs = {k: v for k, v in cfg.env_kwargs.items() if k in VECTOR_KEYS}
         fns = [
             functools.partial(
                 gym.make,
                 cfg.env_id,
                 world=worlds[i % len(worlds)].to_dict(),
                 max_steps=cfg.generated_max_steps,
-                **dict(cfg.env_kwargs),
+                **env_kwargs,
             )
             for i in range(cfg.n_envs)
         ]
-        return rove.make_vec(None, env_fns=fns, seed=seed)
+        return rove.make_vec(None, env_fns=fns, seed=seed, **vector_kwargs)
 
     def _new_agent(self) -> Any:
         from rove.agents import PPO
@@ -326,6 +329,9 @@ class EnvGenRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if (self.run_dir / RESULT_FILE).is_file():
             raise ValueError(f"{self.run_dir} is a finished EnvGen run ({RESULT_FILE} exists)")
+        from rove.experiments.env_options import check_env_kwargs
+
+        check_env_kwargs(cfg.env_id, {"max_steps": cfg.generated_max_steps, **dict(cfg.env_kwargs)})
         if (self.run_dir / STATE_FILE).is_file():
             model, state = self._load()
         else:

@@ -85,6 +85,9 @@ def test_the_command_refuses_an_unknown_config_key(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "unknown envgen config key(s) ['cycle']" in err and "cycles" in err
     assert not (tmp_path / "runs").exists()  # refused before any run folder
+    (tmp_path / "bad_env.toml").write_text('[env_kwargs]\nobservation_keys = ["pixels"]\n')
+    assert main(["envgen", str(tmp_path / "bad_env.toml"), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "pixels" in capsys.readouterr().err and not (tmp_path / "r" / "envgen.json").exists()
 
 
 def test_generated_phases_build_envs_from_the_llms_worlds(tmp_path):
