@@ -133,6 +133,7 @@ def _episodes(run_dir) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 4-6 calls of the CPU model (each ~10 s on a free core) and 6 short PPO phases
 def test_envgen_with_smollm2_end_to_end_and_resumed_equals_uninterrupted(tmp_path, designer):
     config = _config(cycles=2, total_timesteps=6 * ROLLOUT)
     torch.manual_seed(0)
