@@ -18,7 +18,7 @@ Rove's designer (:func:`propose_worlds`) keeps that conversation and format (pro
 (:mod:`rove.llm.smollm2`), whose answers are often broken. Deviations, each on purpose:
 
 - Parsing is forgiving (:func:`parse_worlds`): fenced blocks or bare ``{...}`` objects; comments, trailing
-  commas, single quotes and Python literals repaired; flat objects accepted as well as the nested format;
+  commas, single quotes, bare keys and Python literals repaired; flat objects accepted as well as the nested format;
   unknown keys and words dropped and out-of-range counts clamped (each noted), so every world it returns is a
   valid :class:`~rove.envs.crafter.world.WorldConfig`. An object with no setting it knows is not a world.
 - An answer with no world is retried up to ``max_attempts`` times with a retry turn naming the problem (the
@@ -159,6 +159,7 @@ def retry_turn(problem: str, num_worlds: int) -> str:
 _FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 _COMMENT = re.compile(r"//[^\n]*|#[^\n]*")
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:")
 
 
 def _objects(text: str) -> list[str]:
@@ -196,8 +197,12 @@ def _load(candidate: str) -> Any:
         return ast.literal_eval(cleaned)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         pass
-    lowered = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", cleaned))
-    return json.loads(lowered.replace("'", '"'))
+    lowered = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", cleaned)).replace("'", '"')
+    try:
+        return json.loads(lowered)
+    except json.JSONDecodeError:
+        # JavaScript-style bare keys ({target_biome: "mountain"}), as SmolLM2-135M writes them.
+        return json.loads(_BARE_KEY.sub(r'\1"\2":', lowered))
 
 
 def _word(value: Any) -> str:

@@ -85,6 +85,16 @@ def test_parses_bare_flat_and_python_style_objects():
     ]
 
 
+def test_parses_bare_keys_as_smollm2_writes_them():
+    # SmolLM2-135M's answer to the retry turn, verbatim.
+    text = (
+        'The environment is a JSON object in its own `{environment_settings: {target_biome: "mountain", '
+        'coal_rarity: "very common", zombies: "few"}}` block.'
+    )
+    worlds, _ = parse_worlds(text)
+    assert worlds == [WorldConfig(biome="mountain", coal_density=0.25, zombie_rate=0.5)]
+
+
 def test_unknown_words_and_keys_are_dropped_and_counts_clamped_with_notes():
     text = '{"target_biome": "desert", "coal_rarity": "legendary", "lava": "lots", "wood": 40, "iron_pickaxe": 3, "stone": -2, "gold": 1}'
     worlds, notes = parse_worlds(text)
