@@ -47,6 +47,24 @@ def _check_budget(result: dict, config: EnvGenConfig) -> None:
         assert end <= p["end"] < end + ROLLOUT
 
 
+def _run_summary(argv: list) -> str:
+    import contextlib
+    import io
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "experiments" / "envgen_summary.py"
+    out, saved = io.StringIO(), sys.argv
+    sys.argv = [str(script), *map(str, argv)]
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
+    return out.getvalue()
+
+
 def _toml(values: dict) -> str:
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)]
     for table in ("agent", "env_kwargs"):
@@ -69,6 +87,9 @@ def test_the_baseline_spends_the_same_budget_in_the_original_game(tmp_path, caps
     _check_budget(result, config)
     assert result["transitions"]["generated"] == 0 and result["score_window"] == [2 * ROLLOUT, 4 * ROLLOUT]
     assert (tmp_path / "ppo" / FINAL_FILE).is_file()
+    summary = _run_summary([tmp_path / "ppo", "--out", tmp_path / "table"])  # experiments/envgen_summary.py
+    assert "| PPO | 1 |" in summary and "| collect_wood |" in summary
+    assert (tmp_path / "table" / "ppo_result.json").is_file()
     with pytest.raises(ValueError, match="finished"):
         run_envgen(config, tmp_path / "ppo")
     (tmp_path / "ppo" / "result.json").unlink()
