@@ -84,9 +84,9 @@ def _compare_episodes(seed: int, steps: int, length: int) -> None:
 # -- the default is today's Crafter --
 @pytest.mark.parametrize("seed", [0, 123])
 def test_default_world_equals_crafters_own_episodes(seed):
-    # Short episodes (length 120) so that several worlds are generated; the night (from ~step 180) is in
+    # Short episodes (length 100) so that several worlds are generated; the night (from ~step 180) is in
     # the slow test below and in test_default_world_spawns_like_crafter_during_play.
-    _compare_episodes(seed, steps=240, length=120)
+    _compare_episodes(seed, steps=200, length=100)
 
 
 @pytest.mark.slow
