@@ -60,7 +60,7 @@ class EnvGenConfig:
         seed: Seeds the agent and every phase's envs.
         max_attempts: LLM calls per design step before falling back to the previous worlds.
         score_window: The result's Crafter score counts original-game episodes that ended in the last
-            ``score_window`` transitions (the same window for EnvGen and PPO); None: the final phase.
+            ``score_window`` transitions (the same window for EnvGen and PPO); None: the planned final phase.
         device: The agent's device.
         llm: Backend: ``"smollm2"`` (the CPU model, greedy) or a :func:`rove.llm.backends.make_backend`
             config (``{"type": "openai", ...}``); ``max_new_tokens`` (default 400) applies to ``"smollm2"``.
@@ -137,12 +137,17 @@ class EnvGenConfig:
         return plan
 
 
+def score_window(config: EnvGenConfig) -> int:
+    """The steps at the end of the budget whose original-game episodes are scored: ``score_window``, else the
+    planned final phase (``total - cycles * (steps_generated + steps_original)``)."""
+    if config.score_window is not None:
+        return config.score_window
+    return config.total_timesteps - config.cycles * (config.steps_generated + config.steps_original)
+
+
 def baseline_of(config: EnvGenConfig) -> EnvGenConfig:
     """The plain-PPO run to compare ``config`` with: no cycles, the same budget, settings and score window."""
-    window = config.score_window
-    if window is None:
-        window = config.total_timesteps - config.cycles * (config.steps_generated + config.steps_original)
-    return dataclasses.replace(config, cycles=0, score_window=window)
+    return dataclasses.replace(config, cycles=0, score_window=score_window(config))
 
 
 def make_designer_backend(llm: Any) -> Any:
@@ -387,9 +392,7 @@ class EnvGenRun:
     def _result(self, model: Any, state: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
         phases: list[dict[str, Any]] = state["phases"]
-        final = phases[-1]
-        window = cfg.score_window if cfg.score_window is not None else final["end"] - final["start"]
-        start = cfg.total_timesteps - window
+        start = cfg.total_timesteps - score_window(cfg)
         original = [p for p in phases if p["kind"] != "generated"]
         in_window = [
             r for p in original for r in self._episodes(max(p["start"], start), min(p["end"], cfg.total_timesteps))
