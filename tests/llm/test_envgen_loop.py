@@ -173,7 +173,7 @@ def test_envgen_with_smollm2_end_to_end_and_resumed_equals_uninterrupted(tmp_pat
     # Killed when asking for the second cycle's worlds (the first cycle's original-game phase is done but
     # not yet checkpointed): the resumed run redoes that phase and ends where the uninterrupted one did.
     torch.manual_seed(0)
-    killed = _KilledAt(designer, 2)
+    killed = _KilledAt(designer, 1 + sum(1 for c in calls if c["cycle"] == 0))  # the first call of cycle 1
     with pytest.raises(KeyboardInterrupt):
         run_envgen(config, tmp_path / "b", backend=killed)
     assert json.loads((tmp_path / "b" / "envgen.json").read_text())["phase"] == 1
