@@ -149,6 +149,10 @@ class _KilledAt:
         return self.backend.complete(conversations)
 
 
+def _progress_steps(run_dir) -> list[int]:
+    return [json.loads(line)["step"] for line in (run_dir / "agent" / "progress.jsonl").read_text().splitlines()]
+
+
 def _episodes(run_dir) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "agent" / "episodes.jsonl").read_text().splitlines()]
 
@@ -180,6 +184,7 @@ def test_envgen_with_smollm2_end_to_end_and_resumed_equals_uninterrupted(tmp_pat
     resumed = run_envgen(config, tmp_path / "b", backend=designer)
     assert resumed == result
     assert _episodes(tmp_path / "b") == _episodes(tmp_path / "a")
+    assert _progress_steps(tmp_path / "b") == _progress_steps(tmp_path / "a")  # the redone phase logged once
     a = torch.load(tmp_path / "a" / FINAL_FILE, weights_only=False)
     b = torch.load(tmp_path / "b" / FINAL_FILE, weights_only=False)
     assert a["num_timesteps"] == b["num_timesteps"]
