@@ -734,6 +734,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_llm_commands(sub)
+    from rove.llm.envgen_cli import add_envgen_command
+
+    add_envgen_command(sub)
     finish_parser(parser, sub)
     return parser
 

@@ -146,6 +146,13 @@ SLOW_SUITES = {
         "total": 10 * 64,
         "kill_after": (2, 7),
     },
+    "crafter_world": {  # a configured Crafter world (EnvGen's env option) is part of the env state
+        "env": "Rove/CrafterReward-v1",
+        "vec": {"world": {"biome": "grassland", "cow_rate": 3.0, "inventory": {"wood": 2}}},
+        "kwargs": {"intrinsic": "rnd", "n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1, "seed": 9},
+        "total": 10 * 64,
+        "kill_after": (2, 7),
+    },
     "nethack_subprocess": {
         "env": "Rove/NetHackScore-v0",
         "vec": {"mode": "subprocess", "num_workers": 2},

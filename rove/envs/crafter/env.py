@@ -39,10 +39,12 @@ from rove.envs.core import (
 )
 from rove.envs.crafter import text as crafter_text
 from rove.envs.crafter.captions import describe
+from rove.envs.crafter.world import WorldConfig, generate_world
 
 try:
     import crafter
     from crafter import constants as crafter_constants
+    from crafter import objects as crafter_objects
 except ImportError as exc:  # pragma: no cover - crafter is a core dependency
     raise ImportError("Rove's Crafter envs need the crafter package: pip install crafter==1.8.3") from exc
 
@@ -62,19 +64,60 @@ _CONSTRUCTOR_ARGS = (
     "max_steps",
     "render_mode",
     "semantic",
+    "world",
 )
 
 
 class _CrafterCore(crafter.Env):
-    """``crafter.Env`` that renders only when asked to (same RNG stream) and despawns deterministically."""
+    """``crafter.Env`` that renders only when asked to (same RNG stream), despawns deterministically and
+    builds its world from a :class:`~rove.envs.crafter.world.WorldConfig` (the default is crafter's world)."""
 
-    def __init__(self, render_image: bool, semantic: bool, **kwargs: Any) -> None:
+    def __init__(self, render_image: bool, semantic: bool, world: WorldConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.render_image = render_image
         self.semantic = semantic
+        self.world_config = world
         # LocalView draws one uniform per pixel of its canvas (grid * unit) for night noise.
         unit = self._size // self._view
         self._night_draws = int(np.prod(self._local_view._grid * unit))
+
+    def reset(self) -> np.ndarray | None:
+        # crafter 1.8.3's reset, with the configurable world generation and the starting inventory.
+        center = (self._world.area[0] // 2, self._world.area[1] // 2)
+        self._episode += 1
+        self._step = 0
+        self._world.reset(seed=hash((self._seed, self._episode)) % (2**31 - 1))
+        self._update_time()
+        self._player = crafter_objects.Player(self._world, center)
+        self._last_health = self._player.health
+        self._world.add(self._player)
+        self._unlocked: set[str] = set()
+        generate_world(self._world, self._player, self.world_config)
+        for item, count in self.world_config.inventory:
+            self._player.inventory[item] = count
+        return self._obs()
+
+    def _balance_chunk(self, chunk, objs) -> None:
+        # crafter 1.8.3's balancing (same order, same draws) with each creature's spawn probability and
+        # target counts scaled by its rate.
+        light = self._world.daylight
+        cfg, world, player = self.world_config, self._world, self._player
+        zombie, skeleton, cow = cfg.zombie_rate, cfg.skeleton_rate, cfg.cow_rate
+        self._balance_object(
+            chunk, objs, crafter_objects.Zombie, "grass", 6, 0, min(1.0, 0.3 * zombie), 0.4,
+            lambda pos: crafter_objects.Zombie(world, pos, player),
+            lambda num, space: ((0 if space < 50 else 3.5 - 3 * light) * zombie, (3.5 - 3 * light) * zombie),
+        )  # fmt: skip
+        self._balance_object(
+            chunk, objs, crafter_objects.Skeleton, "path", 7, 7, min(1.0, 0.1 * skeleton), 0.1,
+            lambda pos: crafter_objects.Skeleton(world, pos, player),
+            lambda num, space: ((0 if space < 6 else 1) * skeleton, 2 * skeleton),
+        )  # fmt: skip
+        self._balance_object(
+            chunk, objs, crafter_objects.Cow, "grass", 5, 5, min(1.0, 0.01 * cow), 0.1,
+            lambda pos: crafter_objects.Cow(world, pos),
+            lambda num, space: ((0 if space < 30 else 1) * cow, (1.5 + light) * cow),
+        )  # fmt: skip
 
     def _balance_object(
         self, chunk, objs, cls, material, span_dist, despan_dist, spawn_prob, despawn_prob, ctor, target_fn
@@ -142,6 +185,9 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         max_steps: same as ``length`` (overrides it): the step-limit name every Rove suite shares, since
             ``gym.make(id, max_episode_steps=N)`` adds Gymnasium's ``TimeLimit``, whose truncations carry no
             episode statistics.
+        world: The world's options (:class:`~rove.envs.crafter.world.WorldConfig` or a dict of its fields:
+            ``biome``, ``tree_density``, ``coal_density``, ``iron_density``, ``diamond_density``, ``cow_rate``,
+            ``zombie_rate``, ``skeleton_rate``, ``inventory``); None (default) is crafter's own world, exactly.
 
     Observation (a ``Dict`` with the requested keys):
         ``image``: uint8 ``[size, size, 3]``. ``inventory``: int32 ``[16]``, Crafter's inventory in the order
@@ -170,6 +216,7 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         render_mode: str | None = None,
         max_steps: int | None = None,
         semantic: bool = False,
+        world: WorldConfig | dict[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -186,9 +233,11 @@ class CrafterEnv(gym.Env[dict[str, Any], np.int64]):
         self.render_mode = render_mode
         self.observation_keys = resolve_observation_keys(observation_keys, AVAILABLE_KEYS, DEFAULT_KEYS, "CrafterEnv")
         size_wh = _pair(size, "size")
+        self.world = WorldConfig.from_options(world)
         self._env = _CrafterCore(
             render_image="image" in self.observation_keys,
             semantic=bool(semantic),
+            world=self.world,
             area=_pair(area, "area"),
             view=_pair(view, "view"),
             size=size_wh,
