@@ -10,12 +10,13 @@ from rove.envs.core import (
     encode_caption,
     encode_text,
 )
-from rove.envs.noisy_tv import NoisyTV
+from rove.envs.noisy_tv import MINIGRID_IMAGE_HIGH, NoisyTV
 from rove.envs.registration import check_env_id, register_envs, rove_ids
 
 __all__ = [
     "CAPTION",
     "CAPTION_BYTES",
+    "MINIGRID_IMAGE_HIGH",
     "STATE_KEY",
     "TEXT",
     "TEXT_BYTES",

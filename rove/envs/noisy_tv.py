@@ -10,8 +10,12 @@ observation with an integer ``Box`` key: MiniGrid/Crafter ``image``, NetHack/Min
 Semantics:
 
 * The TV is ``obs[key][region]`` (``region`` a tuple of ``slice``; default the top-left quarter of the first
-  two axes). Its cells hold integers drawn uniformly from the key's ``Box`` bounds (inclusive), independent of
-  everything else, from the wrapper's own RNG; the rest of the observation is the env's, unchanged.
+  two axes). Its cells hold integers drawn uniformly from the key's ``Box`` bounds (inclusive; ``high`` lowers
+  the upper one), independent of everything else, from the wrapper's own RNG; the rest of the observation is
+  the env's, unchanged.
+* MiniGrid's ``image`` Box says 0..255 but only codes up to (object 10, colour 5, state 2) exist, and Rove's
+  encoders clamp larger codes: pass ``high=MINIGRID_IMAGE_HIGH`` so that the TV shows real (random) objects
+  instead of cells that mostly read as the same clamped code.
 * ``mode="always"``: the TV shows a new picture on every reset and step (observation noise).
 * ``mode="action"``: the TV shows a new picture only on steps whose action is ``tv_action`` and keeps its last
   picture otherwise (a TV with a remote: the agent chooses to watch). With ``add_action=True`` the action space
@@ -30,8 +34,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
 MODES = ("always", "action")
+# The largest object, colour and state codes of a MiniGrid image cell (minigrid.core.constants).
+MINIGRID_IMAGE_HIGH = (max(OBJECT_TO_IDX.values()), max(COLOR_TO_IDX.values()), max(STATE_TO_IDX.values()))
 
 
 class NoisyTV(gym.Wrapper):
@@ -48,6 +55,8 @@ class NoisyTV(gym.Wrapper):
         add_action: ``mode="action"``: append a remote action to a ``Discrete`` action space; it is passed to the
             env as ``noop_action``.
         noop_action: the env action the added remote performs.
+        high: inclusive upper bound of the TV's values, broadcast against the region (e.g. one bound per
+            channel: ``MINIGRID_IMAGE_HIGH``); default the key's ``Box`` high. Must lie within the Box.
     """
 
     def __init__(
@@ -59,7 +68,9 @@ class NoisyTV(gym.Wrapper):
         tv_action: int | None = None,
         add_action: bool = False,
         noop_action: int | None = None,
+        high: int | tuple[int, ...] | None = None,
     ) -> None:
+        tv_high = high
         super().__init__(env)
         space = env.observation_space
         if not isinstance(space, spaces.Dict):
@@ -103,6 +114,16 @@ class NoisyTV(gym.Wrapper):
         info = np.iinfo(box.dtype)
         self._low = np.clip(low, info.min, info.max).astype(np.int64)
         self._high = np.clip(high, info.min, info.max).astype(np.int64)
+        if tv_high is not None:
+            try:
+                bound = np.broadcast_to(np.asarray(tv_high, dtype=np.int64), self._high.shape)
+            except ValueError:
+                raise ValueError(
+                    f"NoisyTV: high={tv_high!r} does not broadcast against the TV region's shape {self._high.shape}"
+                ) from None
+            if (bound < self._low).any() or (bound > self._high).any():
+                raise ValueError(f"NoisyTV: high={tv_high!r} must lie within {key!r}'s Box bounds")
+            self._high = bound.copy()
         self._dtype = box.dtype
         self._rng = np.random.default_rng()
         self._picture: np.ndarray | None = None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rove  # noqa: F401  (registers the Rove/ ids)
-from rove.envs import NoisyTV
+from rove.envs import MINIGRID_IMAGE_HIGH, NoisyTV
 
 CASES = [
     ("Rove/MiniGrid-DoorKey-8x8-v0", "image", {}),
@@ -70,6 +70,15 @@ def test_remote_changes_the_picture_only_when_pressed_and_replays_with_the_seed(
         np.testing.assert_array_equal(a, b)
 
 
+def test_minigrid_tv_shows_real_codes_with_the_code_bounds():
+    # MiniGrid's Box is 0..255, but encoders clamp codes above (10, 5, 2): the TV must draw every real code.
+    env = NoisyTV(gym.make("Rove/MiniGrid-DoorKey-8x8-v0"), "image", high=MINIGRID_IMAGE_HIGH)
+    env.reset(seed=1)
+    cells = np.concatenate([env.step(0)[0]["image"][env.region].reshape(-1, 3) for _ in range(50)])
+    for channel, top in enumerate((10, 5, 2)):
+        assert set(np.unique(cells[:, channel])) == set(range(top + 1))
+
+
 def test_bad_configurations_are_refused():
     env = gym.make("Rove/MiniGrid-DoorKey-8x8-v0")
     with pytest.raises(ValueError, match="unknown observation key 'img'"):
@@ -82,3 +91,7 @@ def test_bad_configurations_are_refused():
         NoisyTV(env, "image", mode="action", add_action=True)
     with pytest.raises(ValueError, match="empty"):
         NoisyTV(env, "image", region=(slice(0, 0),))
+    with pytest.raises(ValueError, match="within 'image'"):
+        NoisyTV(env, "image", high=(10, 5, 300))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        NoisyTV(env, "image", high=(10, 5))
