@@ -70,7 +70,6 @@ class NoisyTV(gym.Wrapper):
         noop_action: int | None = None,
         high: int | tuple[int, ...] | None = None,
     ) -> None:
-        tv_high = high
         super().__init__(env)
         space = env.observation_space
         if not isinstance(space, spaces.Dict):
@@ -110,19 +109,19 @@ class NoisyTV(gym.Wrapper):
         self._added = n_actions
         self._noop = None if noop_action is None else int(noop_action)
         low = np.broadcast_to(box.low, box.shape)[region]
-        high = np.broadcast_to(box.high, box.shape)[region]
+        box_high = np.broadcast_to(box.high, box.shape)[region]
         info = np.iinfo(box.dtype)
         self._low = np.clip(low, info.min, info.max).astype(np.int64)
-        self._high = np.clip(high, info.min, info.max).astype(np.int64)
-        if tv_high is not None:
+        self._high = np.clip(box_high, info.min, info.max).astype(np.int64)
+        if high is not None:
             try:
-                bound = np.broadcast_to(np.asarray(tv_high, dtype=np.int64), self._high.shape)
+                bound = np.broadcast_to(np.asarray(high, dtype=np.int64), self._high.shape)
             except ValueError:
                 raise ValueError(
-                    f"NoisyTV: high={tv_high!r} does not broadcast against the TV region's shape {self._high.shape}"
+                    f"NoisyTV: high={high!r} does not broadcast against the TV region's shape {self._high.shape}"
                 ) from None
             if (bound < self._low).any() or (bound > self._high).any():
-                raise ValueError(f"NoisyTV: high={tv_high!r} must lie within {key!r}'s Box bounds")
+                raise ValueError(f"NoisyTV: high={high!r} must lie within {key!r}'s Box bounds")
             self._high = bound.copy()
         self._dtype = box.dtype
         self._rng = np.random.default_rng()

@@ -10,6 +10,7 @@ import pytest
 from rove.cli import main
 from rove.experiments.runs import RESULT_FILE, SPEC_FILE, RunSpec, load_run, new_run_dir, read_jsonl
 from rove.experiments.sweep import load_config, parse_config, plan, run_ray, run_sweep
+from rove.llm.envgen_train import EnvGenConfig
 
 TINY = """
 name = "tiny"
@@ -38,6 +39,9 @@ def test_repository_configs_parse() -> None:
     names = {p.stem for p in folder.glob("*.toml")}
     assert {"smoke", "minigrid_hard", "crafter_1m", "nethack"} <= names
     for path in folder.glob("*.toml"):
+        if path.stem.startswith("envgen"):  # `rove envgen` configs, not sweeps
+            assert EnvGenConfig.from_toml(path).total_timesteps > 0, path
+            continue
         config = load_config(path)
         assert config.specs(), path
 
