@@ -42,28 +42,23 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
-from rove.intrinsic.base import IntrinsicModule, Normalization, make_adam, seeded
+from rove.intrinsic.base import Normalization
 from rove.intrinsic.dynamics import (
     EVAL_CHUNK,
-    ForwardModel,
-    Frames,
-    InverseDynamics,
     encode,
     encode_rollout,
-    obs_cat,
-    pair_minibatches,
     require_discrete,
-    training_frames,
-    transition_frames,
 )
+from rove.intrinsic.icm import ICM
 from rove.intrinsic.registry import register
-from rove.intrinsic.types import Rollout, Transitions
+from rove.intrinsic.types import Rollout
 from rove.obs import TensorObs
 
 
 @register("empowerment")
-class Empowerment(IntrinsicModule):
-    """One-step variational empowerment of ``s_{t+1}`` (see the module docstring).
+class Empowerment(ICM):
+    """One-step variational empowerment of ``s_{t+1}`` (see the module docstring): ICM's inverse and forward
+    models, trained as ICM trains them (inherited), with the empowerment bound as the reward.
 
     Args:
         observation_space: Single-env observation space (Box or a Rove Dict).
@@ -92,16 +87,19 @@ class Empowerment(IntrinsicModule):
         normalize: Normalization = "return",
         **base_kwargs: Any,
     ) -> None:
-        super().__init__(observation_space, action_space, normalize=normalize, **base_kwargs)
-        if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        super().__init__(
+            observation_space,
+            action_space,
+            beta=beta,
+            features_dim=features_dim,
+            hidden=hidden,
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            normalize=normalize,
+            **base_kwargs,
+        )
         self.num_actions = require_discrete(action_space, type(self).__name__)
-        self.beta, self.batch_size, self.epochs = beta, batch_size, epochs
-        with seeded(self.seed):
-            self.inverse = InverseDynamics(observation_space, self.num_actions, features_dim, hidden)
-            self.forward_model = ForwardModel(features_dim, self.num_actions, hidden)
-        self.to(self.device)
-        self.optimizer = make_adam(self.parameters(), lr)
 
     def empowerment_of_features(self, phi: torch.Tensor) -> torch.Tensor:
         """``E_hat`` of states with features ``phi [N, d]``: ``ln sum_a q(a | phi, f(phi, a))``, ``[N]``."""
@@ -126,36 +124,3 @@ class Empowerment(IntrinsicModule):
         _, next_phi = encode_rollout(self.inverse, rollout)
         power = torch.cat([self.empowerment_of_features(p) for p in next_phi.split(EVAL_CHUNK)])
         return power.reshape(rollout.num_steps, rollout.num_envs)
-
-    def losses(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(L_inv, L_fwd)`` on a batch of transitions."""
-        pre = obs_cat([self.inverse.preprocess(batch.obs), self.inverse.preprocess(batch.next_obs)])
-        return self._losses(pre, batch.actions)
-
-    def _losses(self, pre: TensorObs, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        phi, next_phi = self.inverse.features(pre).chunk(2)
-        inverse_loss = self.inverse.loss(phi, next_phi, actions)
-        forward_loss = 0.5 * (self.forward_model(phi, actions) - next_phi).pow(2).sum(1).mean()
-        return inverse_loss, forward_loss
-
-    def _update(self, batch: Transitions) -> dict[str, float]:
-        return self._train(transition_frames(self.inverse.preprocess, batch), batch.actions)
-
-    def _update_rollout(self, rollout: Rollout, index: torch.Tensor) -> dict[str, float]:
-        return self._train(*training_frames(self.inverse.preprocess, rollout, index))
-
-    def _train(self, frames: Frames, actions: torch.Tensor) -> dict[str, float]:
-        totals = {"inverse_loss": 0.0, "forward_loss": 0.0, "loss": 0.0}
-        count = 0
-        for _ in range(self.epochs):
-            for pre, index in pair_minibatches(frames, self.batch_size, self.generator, self.device):
-                inverse_loss, forward_loss = self._losses(pre, actions[index])
-                loss = (1.0 - self.beta) * inverse_loss + self.beta * forward_loss
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                totals["inverse_loss"] += inverse_loss.item()
-                totals["forward_loss"] += forward_loss.item()
-                totals["loss"] += loss.item()
-                count += 1
-        return {k: v / max(count, 1) for k, v in totals.items()}
