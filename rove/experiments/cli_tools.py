@@ -79,7 +79,7 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def add_run_tool_options(p: argparse.ArgumentParser) -> None:
-    """``--eval-freq``, ``--eval-episodes`` and the W&B options (``rove train``)."""
+    """``--eval-freq``, ``--eval-episodes``, the W&B options and trajectory recording (``rove train``)."""
     from rove.agents.common.tracking import MODES
 
     p.add_argument(
@@ -97,6 +97,14 @@ def add_run_tool_options(p: argparse.ArgumentParser) -> None:
         help="online, offline or disabled (default: $WANDB_MODE, else online)",
     )
     p.add_argument("--wandb-group", default=None, help="W&B group (default: none)")
+    p.add_argument(
+        "--no-trajectories",
+        action="store_true",
+        help="do not record trajectories.bin (state keys and actions; rove report's exploration metrics)",
+    )
+    p.add_argument(
+        "--trajectory-key", default="state_key", help="the int64 observation key recorded (default: state_key)"
+    )
 
 
 def run_tools(args: argparse.Namespace) -> Any:
@@ -112,6 +120,8 @@ def run_tools(args: argparse.Namespace) -> Any:
         wandb_name=args.wandb_name,
         wandb_mode=args.wandb_mode,
         wandb_group=args.wandb_group,
+        trajectories=not args.no_trajectories,
+        trajectory_key=args.trajectory_key,
     )
 
 

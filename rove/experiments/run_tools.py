@@ -78,8 +78,15 @@ def make_eval_env(env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
 
 
 def callbacks(spec: Any, tools: RunTools) -> list[Any]:
-    """The callbacks ``tools`` asks for, for the run ``spec`` (a ``RunSpec``)."""
+    """The callbacks ``tools`` asks for, for the run ``spec`` (a ``RunSpec``).
+
+    An ``agent = "sb3"`` run gets none: Rove callbacks do not plug into SB3's loop. Its evaluation and
+    tracking are refused when the sweep is parsed; its trajectories are not recorded (no exploration
+    metrics in its report rows).
+    """
     out: list[Any] = []
+    if getattr(spec, "agent", "ppo") == "sb3":
+        return out
     if tools.eval_freq > 0:
         from rove.agents.common.evaluation import EvalCallback
 
@@ -111,17 +118,19 @@ def callbacks(spec: Any, tools: RunTools) -> list[Any]:
 
 EVAL_KEYS = {"freq": "eval_freq", "episodes": "eval_episodes"}
 TRACK_KEYS = {"project": "wandb_project", "entity": "wandb_entity", "mode": "wandb_mode", "group": "wandb_group"}
+RECORD_KEYS = {"trajectories": "trajectories", "key": "trajectory_key"}
 
 
 def tools_from_config(data: Mapping[str, Any], name: str, source: str = "config") -> RunTools:
-    """A sweep config's ``[eval]`` (``freq``, ``episodes``) and ``[track]`` (``project``, ``entity``, ``mode``,
-    ``group``; the group defaults to the sweep's ``name``) as :class:`RunTools`.
+    """A sweep config's ``[eval]`` (``freq``, ``episodes``), ``[track]`` (``project``, ``entity``, ``mode``,
+    ``group``; the group defaults to the sweep's ``name``) and ``[record]`` (``trajectories``: true or false,
+    ``key``: the observation key recorded) as :class:`RunTools`.
 
     Raises:
         ValueError: An unknown key (the message lists the valid ones) or a bad value.
     """
     out: dict[str, Any] = {}
-    for table, keys in (("eval", EVAL_KEYS), ("track", TRACK_KEYS)):
+    for table, keys in (("eval", EVAL_KEYS), ("track", TRACK_KEYS), ("record", RECORD_KEYS)):
         if table not in data:
             continue
         entry = data[table]

@@ -28,6 +28,10 @@ A config (see ``experiments/configs/``)::
     [track]                                 # Weights & Biases (project, entity, mode, group = the name)
     project = "rove"
 
+    [record]                                # trajectories.bin (on by default; the exploration metrics)
+    trajectories = true
+    key = "state_key"                       # the observation key recorded, e.g. MiniGrid's "pose_key"
+
     [env_kwargs]                            # options of every env and of the vector env (rove.make_vec)
     max_steps = 500
     mode = "subprocess"                     # with step_in_main = true, as the README advises for NetHack
@@ -75,9 +79,10 @@ _TOP_KEYS = {
     "env_kwargs",
     "eval",
     "track",
+    "record",
     "out",
 }
-_TABLES = {"agent": dict, "intrinsic_kwargs": dict, "env_kwargs": dict, "eval": dict, "track": dict}
+_TABLES = {"agent": dict, "intrinsic_kwargs": dict, "env_kwargs": dict, "eval": dict, "track": dict, "record": dict}
 _METHOD_KEYS = ["label", "intrinsic", "kwargs", "agent", "agent_kwargs"]
 
 

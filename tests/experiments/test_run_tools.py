@@ -14,6 +14,7 @@ import torch
 
 from rove.agents import PPO
 from rove.agents.common.evaluation import evaluate_policy
+from rove.agents.common.trajectories import TRAJECTORY_FILE, read_meta, read_trajectories
 from rove.cli import main
 from rove.experiments.run_tools import make_eval_env
 from rove.experiments.runs import read_jsonl
@@ -59,8 +60,9 @@ def wandb_history(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 def test_eval_and_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
     base = ["train", ENV, "--steps", "256", *TINY]
-    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*base, "--out", str(tmp_path / "plain"), "--no-trajectories"]) == 0
     tracked = [*base, "--out", str(tmp_path / "tracked"), "--eval-freq", "128", "--eval-episodes", "2"]
+    tracked += ["--trajectory-key", "pose_key"]
     assert (
         main(
             [
@@ -81,7 +83,12 @@ def test_eval_and_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     (plain,) = (tmp_path / "plain").iterdir()
     (run,) = (tmp_path / "tracked").iterdir()
 
-    # A separate eval env: training is exactly the run without evaluation (same episodes, same losses).
+    # Trajectories: off on request, else of the key asked for; one row per transition.
+    assert not (plain / TRAJECTORY_FILE).exists()
+    assert read_meta(run)["key"] == "pose_key"
+    assert len(read_trajectories(run)) == json.loads((run / "result.json").read_text())["total_timesteps"]
+
+    # A separate eval env: training is exactly the run without evaluation or recording (same episodes, losses).
     assert read_jsonl(plain / "episodes.jsonl") == read_jsonl(run / "episodes.jsonl")
     strip = ("time", "sps", "time/sps")
     assert [{k: v for k, v in p.items() if k not in strip} for p in read_jsonl(plain / "progress.jsonl")] == [

@@ -82,6 +82,9 @@ def test_grid_expansion_labels_and_fusion_kwargs() -> None:
         ({"epochs": 3}, "unknown key"),
         ({"envs": []}, "'envs' is empty"),
         ({"seeds": 0}, "'seeds' is empty"),
+        ({"record": {"trajectory": False}}, r"unknown key\(s\) \['trajectory'\] in \[record\]"),
+        ({"record": {"trajectories": "no"}}, "trajectories must be true or false"),
+        ({"record": False}, "'record' must be a dict"),
     ],
 )
 def test_bad_configs_fail_clearly(change: dict, message: str) -> None:
@@ -260,3 +263,17 @@ def test_a_misspelt_env_option_is_refused_before_any_run(tmp_path: Path, capsys:
     assert "max_step" in capsys.readouterr().err and not out.exists()
     good = _config(tmp_path, TINY + "\n[env_kwargs]\nmax_steps = 5\n")
     assert load_config(good).specs()[0].env_kwargs == {"max_steps": 5}
+
+
+def test_a_record_table_sets_trajectory_recording_for_every_run() -> None:
+    from rove.agents.common.trajectories import TrajectoryRecorder
+    from rove.experiments.run_tools import RunTools, callbacks
+
+    base = {"envs": ["MiniGrid-Empty-5x5-v0"], "methods": ["none"], "seeds": 1, "total_timesteps": 10}
+    recorders = lambda config: [  # noqa: E731
+        c for c in callbacks(config.specs()[0], RunTools.from_dict(config.tools)) if isinstance(c, TrajectoryRecorder)
+    ]
+    assert len(recorders(parse_config(base))) == 1  # on by default
+    assert recorders(parse_config({**base, "record": {"trajectories": False}})) == []
+    (recorder,) = recorders(parse_config({**base, "record": {"key": "pose_key"}}))
+    assert recorder.key == "pose_key"

@@ -11,10 +11,11 @@ import torch
 from stable_baselines3 import PPO as SB3PPO
 
 from rove.agents import PPO
+from rove.agents.common.trajectories import TRAJECTORY_FILE
 from rove.experiments import sb3_runs
 from rove.experiments.report import write_report
 from rove.experiments.runs import RESULT_FILE, RunSpec, load_run, read_jsonl, train_run
-from rove.experiments.sweep import parse_config
+from rove.experiments.sweep import _local_worker, parse_config
 
 BOTH = {
     "name": "both",
@@ -37,10 +38,14 @@ def test_one_sweep_trains_rove_and_sb3_alike_and_reports_both(tmp_path: Path) ->
     config = parse_config(BOTH)
     specs = config.specs()
     assert [s.agent for s in specs] == ["ppo", "sb3"]
-    for spec in specs:  # what a sweep worker runs, in this process (spawning two costs more than the runs)
-        train_run(spec, tmp_path, resume=True)
+    for spec in specs:  # what a sweep worker runs, with the sweep's run tools, in this process
+        result = _local_worker(spec.to_dict(), str(tmp_path), 1, config.tools)
+        assert "error" not in result, result.get("error")
     runs = {load_run(p).method: load_run(p) for p in tmp_path.iterdir() if p.is_dir()}
     assert sorted(runs) == ["none", "sb3"]
+    # trajectories are recorded by default for Rove's agent; Rove callbacks do not plug into SB3's loop
+    assert (runs["none"].path / TRAJECTORY_FILE).stat().st_size > 0
+    assert not (runs["sb3"].path / TRAJECTORY_FILE).exists()
     results = {m: json.loads((r.path / RESULT_FILE).read_text()) for m, r in runs.items()}
     # Budgets count env transitions on both sides. SB3 autoresets inside step, so its 4 rollouts of 2 x 32
     # are 256 transitions; Rove's autoreset rows are no transitions, so it finishes the rollout that crosses
