@@ -1,8 +1,8 @@
 """Noisy TV: do ICM's, BYOL-Explore's and BYOL-Hindsight's rewards follow the noise? One stream of MiniGrid rollouts.
 
 A random agent plays MiniGrid with Rove's ``NoisyTV`` in ``mode="action"``: an added remote action redraws the
-``tv_rows`` farthest rows of the egocentric view (every code uniform over MiniGrid's 16 code values), the
-other actions leave the picture as it was. The same rollouts train every module; before each update the module
+``tv_rows`` farthest rows (``tv_width`` central cells of each) of the egocentric view (every cell a random
+MiniGrid object, colour and state code), the other actions leave the picture as it was. The same rollouts train every module; before each update the module
 scores the new rollout, and the script reports the mean raw reward of the noisy transitions (the remote was
 pressed, a fresh picture is shown) over that of the ordinary ones. Curiosity that rewards prediction error keeps
 that ratio high (the noise is never predictable); Curiosity in Hindsight should bring it towards 1.
@@ -24,18 +24,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 
 import rove
 from rove import intrinsic
-from rove.encoders import MINIGRID_CODES
-from rove.envs import NoisyTV
+from rove.envs import MINIGRID_IMAGE_HIGH, NoisyTV
 from rove.experiments.args import parse_dataclass_args
 from rove.intrinsic import Rollout
 from rove.intrinsic.byol import BYOLHindsight
 from rove.obs import to_tensor
 
 NOOP = 6  # MiniGrid's "done": what the remote does to the game (nothing)
+VIEW = 7  # MiniGrid's egocentric view is 7 x 7 cells
 # Equal training per rollout: 16 optimiser steps each (BYOL's defaults are 4 epochs x 4 minibatches; ICM's default,
 # one epoch of 512-row minibatches, is a single step per 512 transitions).
 MODULE_KWARGS: dict[str, dict[str, Any]] = {"icm": {"epochs": 4, "batch_size": 128}}
@@ -48,8 +47,13 @@ class Args:
     num_envs: int = field(default=8, metadata={"help": "envs in the vector env"})
     num_steps: int = field(default=64, metadata={"help": "steps per rollout"})
     rollouts: int = field(default=40, metadata={"help": "rollouts (each scored, then trained on, by every module)"})
-    tv_rows: int = field(default=3, metadata={"help": "the TV: this many far rows of the 7x7 view, full width"})
+    tv_rows: int = field(default=3, metadata={"help": "the TV: this many far rows of the 7x7 view"})
+    tv_width: int = field(default=7, metadata={"help": "the TV: this many central columns of those rows"})
     invariance_coef: float = field(default=1.0, metadata={"help": "byol_hindsight's lambda (its default 1.0)"})
+    hindsight_dim: int = field(default=32, metadata={"help": "byol_hindsight's size of Z (its default 32)"})
+    novel_env: str = field(
+        default="Rove/MiniGrid-LavaGapS5-v0", metadata={"help": "a MiniGrid id never trained on: real novelty"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of envs, actions and modules"})
     quick: bool = field(default=False, metadata={"help": "smoke run: 2 envs x 16 steps, 3 rollouts"})
     out: str = field(default="experiments/results/noisy_tv_curiosity.json", metadata={"help": "JSON results"})
@@ -63,28 +67,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     return args
 
 
-class MiniGridCodes(gym.ObservationWrapper):
-    """Declares MiniGrid's ``image`` as codes in ``[0, 16)`` (its Box says 0..255): the TV then draws real codes,
-    not values that Rove's encoders clamp to 15 (94 % of a 0..255 draw)."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        space = dict(env.observation_space.spaces)  # type: ignore[attr-defined]
-        space["image"] = spaces.Box(0, MINIGRID_CODES - 1, space["image"].shape, np.uint8)
-        self.observation_space = spaces.Dict(space)
-
-    def observation(self, observation: Any) -> Any:
-        return observation
-
-
-def make_envs(args: Args) -> Any:
-    region = (slice(None), slice(0, args.tv_rows))  # MiniGrid's image is [x, y, 3]; y = 0 is the farthest row
+def make_envs(args: Args, env_id: str | None = None, seed: int | None = None) -> Any:
+    # MiniGrid's image is [x, y, 3]; y = 0 is the farthest row, x = 3 the agent's column
+    left = (VIEW - args.tv_width) // 2
+    region = (slice(left, left + args.tv_width), slice(0, args.tv_rows))
 
     def make() -> gym.Env:
-        env = MiniGridCodes(gym.make(args.env, observation_keys=("image", "direction")))
-        return NoisyTV(env, "image", region=region, mode="action", add_action=True, noop_action=NOOP)
+        env = gym.make(env_id or args.env, observation_keys=("image", "direction"))
+        return NoisyTV(
+            env, "image", region=region, mode="action", add_action=True, noop_action=NOOP, high=MINIGRID_IMAGE_HIGH
+        )
 
-    return rove.make_vec(None, env_fns=[make] * args.num_envs, seed=args.seed)
+    return rove.make_vec(None, env_fns=[make] * args.num_envs, seed=args.seed if seed is None else seed)
 
 
 def collect(envs: Any, obs: Any, steps: int, rng: np.random.Generator) -> tuple[Rollout, torch.Tensor, Any]:
@@ -118,7 +112,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     names = [n.strip() for n in args.modules.split(",") if n.strip()]
     envs = make_envs(args)
     space, action_space = envs.single_observation_space, envs.single_action_space
-    kwargs = {**MODULE_KWARGS, "byol_hindsight": {"invariance_coef": args.invariance_coef}}
+    kwargs = {
+        **MODULE_KWARGS,
+        "byol_hindsight": {"invariance_coef": args.invariance_coef, "hindsight_dim": args.hindsight_dim},
+    }
     modules = {
         n: intrinsic.make(n, space, action_space, seed=args.seed, normalize="none", **kwargs.get(n, {})) for n in names
     }
@@ -152,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"rollout {index + 1}/{args.rollouts} ({transitions} transitions): noisy/ordinary  {row}", flush=True)
     rollout, noisy, obs = collect(envs, obs, args.num_steps, rng)  # held out: what Z tells about each outcome
     envs.close()
+    novel_envs = make_envs(args, args.novel_env, seed=args.seed + 1)
+    novel_obs, _ = novel_envs.reset(seed=args.seed + 1)
+    novel, novel_noisy, _ = collect(novel_envs, {k: v.copy() for k, v in novel_obs.items()}, args.num_steps, rng)
+    novel_envs.close()
     results: dict[str, Any] = {"args": dataclasses.asdict(args), "transitions": transitions, "modules": {}}
     for module in modules.values():
         if isinstance(module, BYOLHindsight):
@@ -164,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "first_ratio": ratios[0],
             "final_ratio": float(np.nanmean(tail)),  # mean over the last quarter of the rollouts
             "seconds": seconds[name],
+            **novelty(modules[name], rollout, noisy, novel, novel_noisy),
         }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +178,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"{info['noisy_gain']:.3f}, ordinary {info['ordinary_gain']:.3f}")  # fmt: skip
     for name, summary in results["modules"].items():
         print(f"{name}: noisy/ordinary reward {summary['first_ratio']:.2f} at first, "
-              f"{summary['final_ratio']:.2f} over the last quarter ({summary['seconds']:.0f} s)")  # fmt: skip
+              f"{summary['final_ratio']:.2f} over the last quarter ({summary['seconds']:.0f} s); held out: "
+              f"noisy/ordinary {summary['held_out_ratio']:.2f}, novel env/ordinary {summary['novel_ratio']:.2f}")  # fmt: skip
     return results
+
+
+def novelty(
+    module: Any, rollout: Rollout, noisy: torch.Tensor, novel: Rollout, novel_noisy: torch.Tensor
+) -> dict[str, float]:
+    """The trained module's raw reward on a held-out rollout of the training env (noisy and ordinary transitions)
+    and on ordinary transitions of ``novel_env``, which it never trained on: a bonus that ignores the noise but
+    still rewards what is new has ``held_out_ratio`` near 1 and ``novel_ratio`` well above 1."""
+    reward, novel_reward = module.compute(rollout), module.compute(novel)
+    ordinary = float(reward[rollout.valid & ~noisy].mean())
+    out = {
+        "held_out_noisy": float(reward[noisy].mean()) if bool(noisy.any()) else float("nan"),
+        "held_out_ordinary": ordinary,
+        "novel_ordinary": float(novel_reward[novel.valid & ~novel_noisy].mean()),
+    }
+    out["held_out_ratio"] = out["held_out_noisy"] / ordinary
+    out["novel_ratio"] = out["novel_ordinary"] / ordinary
+    return out
 
 
 def hindsight_information(module: BYOLHindsight, rollout: Rollout, noisy: torch.Tensor) -> dict[str, float]:
