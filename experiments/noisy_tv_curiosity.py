@@ -49,6 +49,7 @@ class Args:
     rollouts: int = field(default=40, metadata={"help": "rollouts (each scored, then trained on, by every module)"})
     tv_rows: int = field(default=3, metadata={"help": "the TV: this many far rows of the 7x7 view"})
     tv_width: int = field(default=7, metadata={"help": "the TV: this many central columns of those rows"})
+    tv_channels: int = field(default=0, metadata={"help": "the TV switches among this many fixed pictures (0: fresh)"})
     invariance_coef: float = field(default=1.0, metadata={"help": "byol_hindsight's lambda (its default 1.0)"})
     hindsight_dim: int = field(default=32, metadata={"help": "byol_hindsight's size of Z (its default 32)"})
     novel_env: str = field(
@@ -75,7 +76,15 @@ def make_envs(args: Args, env_id: str | None = None, seed: int | None = None) ->
     def make() -> gym.Env:
         env = gym.make(env_id or args.env, observation_keys=("image", "direction"))
         return NoisyTV(
-            env, "image", region=region, mode="action", add_action=True, noop_action=NOOP, high=MINIGRID_IMAGE_HIGH
+            env,
+            "image",
+            region=region,
+            mode="action",
+            add_action=True,
+            noop_action=NOOP,
+            high=MINIGRID_IMAGE_HIGH,
+            channels=args.tv_channels or None,
+            channel_seed=args.seed,
         )
 
     return rove.make_vec(None, env_fns=[make] * args.num_envs, seed=args.seed if seed is None else seed)

@@ -21,7 +21,12 @@ Semantics:
   picture otherwise (a TV with a remote: the agent chooses to watch). With ``add_action=True`` the action space
   grows by one action, the remote, which reaches the env as ``noop_action`` (e.g. NetHack's search, MiniGrid's
   ``done``): the remote then costs a step of game time and nothing else.
-* ``info["tv_changed"]`` says whether the TV drew a new picture on this step.
+* ``channels=N``: the TV has N channels, N fixed random pictures drawn once from ``channel_seed`` (the same
+  in every env made with that seed), and a new picture is one of them, uniformly (Burda et al.'s TV "changes
+  the channel"). The noise then has ln N nats per switch however large the screen, so a model can learn its
+  distribution; without ``channels`` every cell is fresh, ``region.size`` independent draws per switch.
+* ``info["tv_changed"]`` says whether the TV drew a new picture on this step (with ``channels`` it may be
+  the channel already showing).
 * ``reset(seed=s)`` seeds the TV's RNG from ``s`` too, so seeded replays stay exact.
 * ``caption``, ``text``, ``state_key`` and rewards are untouched: the TV fools observation-based bonuses (RND,
   ICM, NovelD on images or glyphs), not counts of the env's state key, by design.
@@ -57,6 +62,8 @@ class NoisyTV(gym.Wrapper):
         noop_action: the env action the added remote performs.
         high: inclusive upper bound of the TV's values, broadcast against the region (e.g. one bound per
             channel: ``MINIGRID_IMAGE_HIGH``); default the key's ``Box`` high. Must lie within the Box.
+        channels: number of fixed pictures the TV switches between (None: a fresh picture every time).
+        channel_seed: seed of the channels' pictures (not of which channel is shown: that follows ``reset``).
     """
 
     def __init__(
@@ -69,6 +76,8 @@ class NoisyTV(gym.Wrapper):
         add_action: bool = False,
         noop_action: int | None = None,
         high: int | tuple[int, ...] | None = None,
+        channels: int | None = None,
+        channel_seed: int = 0,
     ) -> None:
         super().__init__(env)
         space = env.observation_space
@@ -126,9 +135,21 @@ class NoisyTV(gym.Wrapper):
         self._dtype = box.dtype
         self._rng = np.random.default_rng()
         self._picture: np.ndarray | None = None
+        self.channels: np.ndarray | None = None  # [channels, *region shape]
+        if channels is not None:
+            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2:
+                raise ValueError(f"NoisyTV: channels must be an integer >= 2 (or None), got {channels!r}")
+            rng = np.random.default_rng(np.random.SeedSequence([int(channel_seed), 0x7C]))
+            self.channels = np.stack([self._random_picture(rng) for _ in range(channels)])
+
+    def _random_picture(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.integers(self._low, self._high, endpoint=True).astype(self._dtype)
 
     def _draw(self) -> None:
-        self._picture = self._rng.integers(self._low, self._high, endpoint=True).astype(self._dtype)
+        if self.channels is None:
+            self._picture = self._random_picture(self._rng)
+        else:
+            self._picture = self.channels[self._rng.integers(len(self.channels))]
 
     def _show(self, obs: dict[str, Any]) -> dict[str, Any]:
         screen = np.array(obs[self.key], copy=True)

@@ -95,3 +95,28 @@ def test_bad_configurations_are_refused():
         NoisyTV(env, "image", high=(10, 5, 300))
     with pytest.raises(ValueError, match="does not broadcast"):
         NoisyTV(env, "image", high=(10, 5))
+
+
+def test_a_tv_with_channels_shows_only_its_fixed_pictures_uniformly():
+    def make(channel_seed: int = 0) -> NoisyTV:
+        env = gym.make("Rove/MiniGrid-DoorKey-8x8-v0")
+        return NoisyTV(env, "image", mode="action", add_action=True, noop_action=6, high=MINIGRID_IMAGE_HIGH,
+                       channels=4, channel_seed=channel_seed)  # fmt: skip
+
+    env, twin = make(), make()
+    assert env.channels is not None and env.channels.shape == (4, *np.zeros((7, 7, 3))[env.region].shape)
+    np.testing.assert_array_equal(env.channels, twin.channels)  # the same channels in every env of one seed
+    assert not np.array_equal(env.channels, make(channel_seed=1).channels)
+    assert len({c.tobytes() for c in env.channels}) == 4
+    obs, _ = env.reset(seed=5)
+    shown = []
+    for _ in range(400):
+        obs, *_ = env.step(7)
+        (index,) = [i for i, c in enumerate(env.channels) if np.array_equal(obs["image"][env.region], c)]
+        shown.append(index)
+    counts = np.bincount(shown, minlength=4)
+    assert (counts > 60).all()  # uniform over 4: 100 each, P(any < 60) is about 1e-4
+    pressed = [env.step(a)[0]["image"][env.region].copy() for a in (0, 1, 2)]  # other actions: the channel stays
+    assert all(np.array_equal(p, obs["image"][env.region]) for p in pressed)
+    with pytest.raises(ValueError, match="channels must be an integer >= 2"):
+        NoisyTV(gym.make("Rove/MiniGrid-DoorKey-8x8-v0"), "image", channels=1)
