@@ -46,10 +46,10 @@ class Args:
     modules: str = field(default="icm,byol_explore,byol_hindsight", metadata={"help": "comma-separated modules"})
     num_envs: int = field(default=8, metadata={"help": "envs in the vector env"})
     num_steps: int = field(default=64, metadata={"help": "steps per rollout"})
-    rollouts: int = field(default=40, metadata={"help": "rollouts (each scored, then trained on, by every module)"})
+    rollouts: int = field(default=80, metadata={"help": "rollouts (each scored, then trained on, by every module)"})
     tv_rows: int = field(default=3, metadata={"help": "the TV: this many far rows of the 7x7 view"})
     tv_width: int = field(default=7, metadata={"help": "the TV: this many central columns of those rows"})
-    tv_channels: int = field(default=0, metadata={"help": "the TV switches among this many fixed pictures (0: fresh)"})
+    tv_channels: int = field(default=16, metadata={"help": "the TV switches among this many fixed pictures (0: fresh)"})
     invariance_coef: float = field(default=1.0, metadata={"help": "byol_hindsight's lambda (its default 1.0)"})
     hindsight_dim: int = field(default=32, metadata={"help": "byol_hindsight's size of Z (its default 32)"})
     novel_env: str = field(
@@ -57,6 +57,9 @@ class Args:
     )
     seed: int = field(default=0, metadata={"help": "seed of envs, actions and modules"})
     quick: bool = field(default=False, metadata={"help": "smoke run: 2 envs x 16 steps, 3 rollouts"})
+    combine: str = field(
+        default="", metadata={"help": "comma-separated result JSONs (seeds) to plot together into --figure; no run"}
+    )
     out: str = field(default="experiments/results/noisy_tv_curiosity.json", metadata={"help": "JSON results"})
     figure: str = field(default="experiments/results/noisy_tv_curiosity.png", metadata={"help": "PNG ('' for none)"})
 
@@ -117,6 +120,11 @@ def collect(envs: Any, obs: Any, steps: int, rng: np.random.Generator) -> tuple[
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.combine:
+        runs = [json.loads(Path(p.strip()).read_text()) for p in args.combine.split(",") if p.strip()]
+        plot_seeds(runs, Path(args.figure))
+        print(f"wrote {args.figure}")
+        return {"runs": runs}
     torch.set_num_threads(1)
     names = [n.strip() for n in args.modules.split(",") if n.strip()]
     envs = make_envs(args)
@@ -239,6 +247,34 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("env transitions seen (random agent)")
     ax.set_ylabel("reward: noisy-TV / ordinary transitions")
     ax.set_title(f"{results['args']['env'].split('/')[-1]} with a noisy TV (remote action)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_seeds(runs: list[dict[str, Any]], path: Path) -> None:
+    """The ratio over training of several runs (seeds) of one setting: the mean per module, the range as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name in runs[0]["modules"]:
+        histories = [run["modules"][name]["history"] for run in runs]
+        steps = [h["transitions"] for h in histories[0]]
+        ratios = np.array([[h["ratio"] for h in history] for history in histories])
+        (line,) = ax.plot(steps, np.nanmean(ratios, 0), label=name)
+        ax.fill_between(steps, np.nanmin(ratios, 0), np.nanmax(ratios, 0), color=line.get_color(), alpha=0.2)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("env transitions seen (random agent)")
+    ax.set_ylabel("reward: noisy-TV / ordinary transitions")
+    args = runs[0]["args"]
+    tv = f"{args['tv_channels']} channels" if args.get("tv_channels") else "fresh pictures"
+    ax.set_title(f"{args['env'].split('/')[-1].removeprefix('MiniGrid-')}, noisy TV ({tv}), {len(runs)} seeds")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,9 @@ def test_quick_run_reports_noisy_and_ordinary_rewards_per_module(tmp_path):
     assert {"noisy_own", "noisy_swapped", "ordinary_own", "ordinary_swapped"} <= info.keys()
     assert math.isclose(info["ordinary_gain"], info["ordinary_swapped"] - info["ordinary_own"])
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    combined = tmp_path / "seeds.png"  # several runs' JSON plotted together, without training
+    assert script.main(["--combine", f"{out},{out}", "--figure", str(combined)])["runs"] == [saved, saved]
+    assert combined.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_tv_changes_exactly_on_the_remote_steps():
