@@ -7,8 +7,9 @@ scores the new rollout, and the script reports the mean raw reward of the noisy 
 pressed, a fresh picture is shown) over that of the ordinary ones. Curiosity that rewards prediction error keeps
 that ratio high (the noise is never predictable); Curiosity in Hindsight should bring it towards 1.
 
-``python experiments/noisy_tv_curiosity.py`` (a few CPU minutes) writes ``experiments/results/noisy_tv_curiosity.json``
-and ``.png``; ``--quick`` is a smoke run.
+``python experiments/noisy_tv_curiosity.py --seed S`` (about 5 CPU minutes) writes
+``experiments/results/noisy_tv_curiosity_seed{S}.json`` and ``.png``; ``--combine a.json,b.json,c.json --figure
+f.png`` plots several seeds together; ``--quick`` is a smoke run.
 """
 
 from __future__ import annotations
@@ -60,14 +61,20 @@ class Args:
     combine: str = field(
         default="", metadata={"help": "comma-separated result JSONs (seeds) to plot together into --figure; no run"}
     )
-    out: str = field(default="experiments/results/noisy_tv_curiosity.json", metadata={"help": "JSON results"})
-    figure: str = field(default="experiments/results/noisy_tv_curiosity.png", metadata={"help": "PNG ('' for none)"})
+    out: str = field(
+        default="experiments/results/noisy_tv_curiosity_seed{seed}.json", metadata={"help": "JSON results"}
+    )
+    figure: str = field(
+        default="experiments/results/noisy_tv_curiosity_seed{seed}.png", metadata={"help": "PNG ('' for none)"}
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Args:
     args = parse_dataclass_args(Args, argv, __doc__.split("\n\n")[0])
     if args.quick:
         args = dataclasses.replace(args, num_envs=2, num_steps=16, rollouts=3)
+    if not args.combine:  # "{seed}" in the default paths
+        args = dataclasses.replace(args, out=args.out.format(seed=args.seed), figure=args.figure.format(seed=args.seed))
     return args
 
 
