@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.combine:
         runs = [json.loads(Path(p.strip()).read_text()) for p in args.combine.split(",") if p.strip()]
-        plot_seeds(runs, Path(args.figure))
+        plot(runs, Path(args.figure))
         print(f"wrote {args.figure}")
         return {"runs": runs}
     torch.set_num_threads(1)
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     if args.figure:
-        plot(results, Path(args.figure))
+        plot([results], Path(args.figure))
     if "hindsight_information" in results:
         info = results["hindsight_information"]
         print(f"byol_hindsight, one-step error with another outcome's Z minus with its own: noisy "
@@ -239,30 +239,9 @@ def hindsight_information(module: BYOLHindsight, rollout: Rollout, noisy: torch.
     return out
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, summary in results["modules"].items():
-        history = summary["history"]
-        ax.plot([h["transitions"] for h in history], [h["ratio"] for h in history], label=name)
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_yscale("log")
-    ax.set_xlabel("env transitions seen (random agent)")
-    ax.set_ylabel("reward: noisy-TV / ordinary transitions")
-    ax.set_title(f"{results['args']['env'].split('/')[-1]} with a noisy TV (remote action)")
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_seeds(runs: list[dict[str, Any]], path: Path) -> None:
-    """The ratio over training of several runs (seeds) of one setting: the mean per module, the range as a band."""
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """The ratio over training of one or several runs (seeds) of one setting: the mean per module, the range as a
+    band (none for one run)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -274,14 +253,16 @@ def plot_seeds(runs: list[dict[str, Any]], path: Path) -> None:
         steps = [h["transitions"] for h in histories[0]]
         ratios = np.array([[h["ratio"] for h in history] for history in histories])
         (line,) = ax.plot(steps, np.nanmean(ratios, 0), label=name)
-        ax.fill_between(steps, np.nanmin(ratios, 0), np.nanmax(ratios, 0), color=line.get_color(), alpha=0.2)
+        if len(runs) > 1:
+            ax.fill_between(steps, np.nanmin(ratios, 0), np.nanmax(ratios, 0), color=line.get_color(), alpha=0.2)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_yscale("log")
     ax.set_xlabel("env transitions seen (random agent)")
     ax.set_ylabel("reward: noisy-TV / ordinary transitions")
     args = runs[0]["args"]
     tv = f"{args['tv_channels']} channels" if args.get("tv_channels") else "fresh pictures"
-    ax.set_title(f"{args['env'].split('/')[-1].removeprefix('MiniGrid-')}, noisy TV ({tv}), {len(runs)} seeds")
+    seeds = f"{len(runs)} seeds" if len(runs) > 1 else f"seed {args['seed']}"
+    ax.set_title(f"{args['env'].split('/')[-1].removeprefix('MiniGrid-')}, noisy TV ({tv}), {seeds}")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,7 @@ def callbacks(spec: Any, tools: RunTools) -> list[Any]:
     metrics in its report rows).
     """
     out: list[Any] = []
-    if getattr(spec, "agent", "ppo") == "sb3":
+    if spec.agent == "sb3":
         return out
     if tools.eval_freq > 0:
         from rove.agents.common.evaluation import EvalCallback

@@ -242,61 +242,28 @@ def test_bad_options_name_the_value(minigrid_batch: Any) -> None:
 
 
 # ----- Curiosity in Hindsight's claim: the noise is explained away, BYOL-Explore's reward follows it -----
-def noisy_tv_ratios(names: list[str], rollouts: int = 24, tail: int = 8) -> dict[str, float]:
+def noisy_tv_ratios(names: list[str], out: Path, rollouts: int = 24, tail: int = 8) -> dict[str, float]:
     """Mean raw reward of the TV-switch transitions over that of the ordinary ones, over the last ``tail`` of
     ``rollouts`` random-agent rollouts of DoorKey-5x5 with a 16-channel ``NoisyTV`` (the three far rows of the
-    view), each scored before the module trains on it; the same rollouts for every module."""
-    import gymnasium as gym
-    import numpy as np
-
-    import rove
-    from rove.envs import MINIGRID_IMAGE_HIGH, NoisyTV
-    from rove.obs import to_tensor
-
-    def make() -> gym.Env:
-        env = gym.make("Rove/MiniGrid-DoorKey-5x5-v0", observation_keys=("image", "direction"))
-        return NoisyTV(env, "image", region=(slice(None), slice(0, 3)), mode="action", add_action=True,
-                       noop_action=6, high=MINIGRID_IMAGE_HIGH, channels=16)  # fmt: skip
-
-    envs = rove.make_vec(None, env_fns=[make] * 8, seed=0)
-    space, actions_space = envs.single_observation_space, envs.single_action_space
-    modules = {n: ri.make(n, space, actions_space, seed=0, normalize="none") for n in names}
-    rng = np.random.default_rng(0)
-    obs, _ = envs.reset(seed=0)
-    sums = {n: [0.0, 0.0] for n in names}
-    for index in range(rollouts):
-        frames, acts, dones, valid, switched = [dict(obs)], [], [], [], []
-        for _ in range(64):
-            action = rng.integers(int(actions_space.n), size=8)
-            obs, _, terminated, truncated, info = envs.step(action)
-            frames.append({k: v.copy() for k, v in obs.items()})
-            acts.append(action)
-            dones.append(terminated | truncated)
-            valid.append(~np.asarray(info["autoreset"]))
-            switched.append(action == int(actions_space.n) - 1)  # the remote: a new channel on exactly these steps
-        stacked = to_tensor({k: np.stack([f[k] for f in frames]) for k in frames[0]})
-        rollout = Rollout(
-            {k: v[:-1] for k, v in stacked.items()},
-            torch.as_tensor(np.stack(acts)),
-            {k: v[1:] for k, v in stacked.items()},
-            torch.zeros(64, 8),
-            torch.as_tensor(np.stack(dones)),
-            torch.as_tensor(np.stack(valid)),
-        )
-        noisy = torch.as_tensor(np.stack(switched)) & rollout.valid
-        for name, module in modules.items():
-            reward = module.compute(rollout)
-            module.update(rollout)
-            if index >= rollouts - tail:
-                sums[name][0] += float(reward[noisy].mean())
-                sums[name][1] += float(reward[rollout.valid & ~noisy].mean())
-    envs.close()
-    return {n: noisy_sum / ordinary_sum for n, (noisy_sum, ordinary_sum) in sums.items()}
+    view), each scored before the module trains on it: ``experiments/noisy_tv_curiosity.py``'s stream."""
+    path = Path(__file__).resolve().parents[2] / "experiments" / "noisy_tv_curiosity.py"
+    spec = importlib.util.spec_from_file_location("noisy_tv_curiosity", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclass looks the module up there
+    spec.loader.exec_module(script)
+    argv = ["--modules", ",".join(names), "--rollouts", str(rollouts), "--out", str(out), "--figure", ""]
+    results = script.main(argv)
+    ratios = {}
+    for name in names:
+        history = results["modules"][name]["history"][-tail:]
+        ratios[name] = sum(h["noisy"] for h in history) / sum(h["ordinary"] for h in history)
+    return ratios
 
 
 @pytest.mark.slow
-def test_hindsight_explains_the_noisy_tv_away_and_byol_explore_follows_it() -> None:
-    ratios = noisy_tv_ratios(NAMES)
+def test_hindsight_explains_the_noisy_tv_away_and_byol_explore_follows_it(tmp_path: Path) -> None:
+    ratios = noisy_tv_ratios(NAMES, tmp_path / "ntv.json")
     # measured (experiments/noisy_tv_curiosity.py, 3 seeds x 80 rollouts): about 2.5 and 1.14
     assert ratios["byol_explore"] > 1.6, ratios
     assert ratios["byol_hindsight"] < 1.35, ratios
