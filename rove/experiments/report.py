@@ -119,7 +119,7 @@ class Group:
     method: str
     runs: list[Run]
     metrics: dict[str, Summary] = field(default_factory=dict)
-    achievement_rates: dict[str, float] = field(default_factory=dict)  # mean over seeds, percent
+    achievement_rates: dict[str, Summary] = field(default_factory=dict)  # percent, over seeds
     run_metrics: list[dict[str, Any]] = field(default_factory=list)
     exploration: dict[Path, ExplorationMetrics] = field(default_factory=dict)  # runs with trajectories
 
@@ -166,7 +166,7 @@ def group_runs(
                 group.metrics[key] = Summary.of(values)
         rates = [m["achievement_rates"] for m in group.run_metrics if m.get("achievement_rates")]
         if rates:
-            group.achievement_rates = {a: float(np.mean([r[a] for r in rates])) for a in ACHIEVEMENTS}
+            group.achievement_rates = {a: Summary.of([r[a] for r in rates]) for a in ACHIEVEMENTS}
     return [groups[k] for k in sorted(groups)], episodes_of
 
 
@@ -341,7 +341,7 @@ def solved_runs(group: Group) -> int:
 
 
 def crafter_markdown(groups: Sequence[Group], style: FigureStyle | None = None) -> str:
-    """Per-achievement success rates (percent of all training episodes, mean over seeds) and scores."""
+    """Per-achievement success rates (percent of all training episodes; mean [95% CI] over seeds) and scores."""
     crafter = [g for g in groups if g.achievement_rates]
     if not crafter:
         return ""
@@ -349,18 +349,23 @@ def crafter_markdown(groups: Sequence[Group], style: FigureStyle | None = None) 
     header = ["achievement", *[f"{g.env_id.split('/')[-1]} {label(g.method)}" for g in crafter]]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * len(crafter)) + " |"]
     for a in ACHIEVEMENTS:
-        lines.append("| " + " | ".join([a, *[f"{g.achievement_rates[a]:.1f}" for g in crafter]]) + " |")
+        lines.append("| " + " | ".join([a, *[_rate_text(g.achievement_rates[a]) for g in crafter]]) + " |")
     lines.append("| **Crafter score** | " + " | ".join(g.metrics["crafter_score"].text(2) for g in crafter) + " |")
     published = ", ".join(f"{k} {v}" for k, v in PUBLISHED_SCORES.items())
     return "\n".join(
         [
             *lines,
             "",
-            "Success rate: percent of training episodes in which the achievement was unlocked; score "
+            "Success rate: percent of training episodes in which the achievement was unlocked, mean [95% CI] "
+            "over runs (the mean alone where a method has one run); score "
             "S = exp(mean_i ln(1 + s_i)) - 1 per run, mean [95% CI] over runs (Hafner 2021).",
             f"Published scores at 1M steps (%): {published}.",
         ]
     )
+
+
+def _rate_text(rate: Summary) -> str:
+    return f"{rate.mean:.1f}" if len(rate.values) == 1 else rate.text(1)
 
 
 def exploration_markdown(groups: Sequence[Group], style: FigureStyle | None = None) -> str:
@@ -468,13 +473,13 @@ def write_report(
     crafter = crafter_markdown(groups, style)
     if crafter:
         sections += ["", "## Crafter achievements", "", crafter]
-        crafter_rows = [
-            {
-                "achievement": a,
-                **{f"{g.env_id}|{g.method}": g.achievement_rates[a] for g in groups if g.achievement_rates},
-            }
-            for a in ACHIEVEMENTS
-        ]
+        crafter_rows = []
+        for a in ACHIEVEMENTS:
+            row = {"achievement": a}
+            for g in (g for g in groups if g.achievement_rates):
+                rate, name = g.achievement_rates[a], f"{g.env_id}|{g.method}"
+                row.update({name: rate.mean, f"{name}|ci_low": rate.ci[0], f"{name}|ci_high": rate.ci[1]})
+            crafter_rows.append(row)
         _write_csv(out / "crafter_achievements.csv", crafter_rows)
     exploration = exploration_markdown(groups, style)
     if exploration:

@@ -64,9 +64,28 @@ def test_crafter_score_matches_hand_computation(tmp_path: Path) -> None:
     (group,) = out["groups"]
     assert group.metrics["crafter_score"].mean == pytest.approx(hand)
     text = out["markdown"].read_text()
-    assert "Crafter score" in text and "| collect_wood | 100.0 |" in text
+    assert "Crafter score" in text and "| collect_wood | 100.0 [100.0, 100.0] |" in text
     rows = list(csv.DictReader((tmp_path / "report" / "crafter_achievements.csv").read_text().splitlines()))
     assert len(rows) == 22
+
+
+def test_crafter_achievement_rates_carry_an_interval_over_seeds(tmp_path: Path) -> None:
+    # Seed 0 places a table in 2 of 2 episodes, seed 1 in 1 of 2: 100 % and 50 %. Resampling two values
+    # gives the means 50, 75, 100 with probabilities 1/4, 1/2, 1/4, so the 95 % percentile interval is [50, 100].
+    def ep(step: int, *names: str) -> dict:
+        return {"step": step, "return": 1.0, "length": 10, "achievements": {a: int(a in names) for a in ACHIEVEMENTS}}
+
+    _write_run(tmp_path / "runs", "Rove/CrafterReward-v1", "none", 0, [ep(10, "place_table"), ep(20, "place_table")])
+    _write_run(tmp_path / "runs", "Rove/CrafterReward-v1", "none", 1, [ep(10, "place_table"), ep(20)])
+    out = write_report(tmp_path / "runs", tmp_path / "report")
+    assert "| place_table | 75.0 [50.0, 100.0] |" in out["markdown"].read_text()
+    rows = {r["achievement"]: r for r in csv.DictReader((tmp_path / "report" / "crafter_achievements.csv").open())}
+    name = "Rove/CrafterReward-v1|none"
+    row = rows["place_table"]
+    assert (float(row[name]), float(row[f"{name}|ci_low"]), float(row[f"{name}|ci_high"])) == (75.0, 50.0, 100.0)
+    # One run has no interval to show: its table cell is the rate alone.
+    _write_run(tmp_path / "one", "Rove/CrafterReward-v1", "none", 0, [ep(10, "place_table"), ep(20)])
+    assert "| place_table | 50.0 |" in write_report(tmp_path / "one", tmp_path / "r1")["markdown"].read_text()
 
 
 def test_crafter_score_rejects_fractions_and_empty() -> None:
