@@ -28,7 +28,7 @@ from rove.experiments.cli_tools import figure_style, finish_parser, prepare, run
 from rove.experiments.hyperparams import default_train, tuned
 
 # The README's "run" command: the tuned settings of the default env in rove/experiments/hyperparams/ppo.toml
-# (DoorKey-6x6 with an episodic count bonus; measured there and in experiments/results/minigrid.md).
+# (DoorKey-6x6 with an episodic count bonus; measured in the README and experiments/results/minigrid_doorkey6).
 DEFAULT_TRAIN: dict[str, Any] = default_train()
 BENCHES = ("envs", "intrinsic", "agents", "llm")
 
