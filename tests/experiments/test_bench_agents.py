@@ -1,22 +1,17 @@
 """Smoke runs of the agent benchmark script (``--quick``): it runs end to end and writes its outputs."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from rove.experiments.plugins import import_plugin
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_rove_exp_{name}", EXPERIMENTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building the Args class
-    spec.loader.exec_module(module)
-    return module
+    return import_plugin(str(EXPERIMENTS / f"{name}.py"))
 
 
 def test_bench_agents_quick(tmp_path: Path) -> None:

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from rove.experiments.plugins import import_plugin
+
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_envs.py"
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_envs_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
-    spec.loader.exec_module(module)
-    return module
+    return import_plugin(str(SCRIPT))
 
 
 def _check_report(report: dict, out: Path, suites: list[str], stdout: str) -> None:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from rove.experiments.plugins import import_plugin
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_intrinsic.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("bench_intrinsic", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return import_plugin(str(SCRIPT))
 
 
 def test_quick_run_reports_ratios_failures_and_counting_speedup(tmp_path, capsys):

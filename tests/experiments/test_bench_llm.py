@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import types
 from pathlib import Path
 
 import pytest
 
+from rove.experiments.plugins import import_plugin
+
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_llm.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("bench_llm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_llm"] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return import_plugin(str(SCRIPT))
 
 
 def test_quick_run_reports_online_ratios_and_inference_cost(tmp_path, capsys):

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
 
 from rove.envs import MINIGRID_IMAGE_HIGH
+from rove.experiments.plugins import import_plugin
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "noisy_tv_curiosity.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("noisy_tv_curiosity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return import_plugin(str(SCRIPT))
 
 
 def test_quick_run_reports_noisy_and_ordinary_rewards_per_module(tmp_path):

@@ -1,11 +1,11 @@
 """experiments/sweep_cost.py: a config's steps per CPU second per method, and the budget that fits."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from rove.experiments.plugins import import_plugin
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -26,12 +26,7 @@ n_epochs = 1
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("_rove_exp_sweep_cost", EXPERIMENTS / "sweep_cost.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building the Args class
-    spec.loader.exec_module(module)
-    return module
+    return import_plugin(str(EXPERIMENTS / "sweep_cost.py"))
 
 
 def test_cost_of_a_tiny_sweep(tmp_path: Path) -> None:

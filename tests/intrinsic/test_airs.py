@@ -3,10 +3,8 @@ previous choice, a controlled bandit, the identity member, logging, and bad opti
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from gymnasium import spaces
 
 import rove
 import rove.intrinsic as ri
+from rove.experiments.plugins import import_plugin
 from rove.intrinsic import IntrinsicModule, Rollout
 from rove.intrinsic.bandit import SlidingWindowUCB
 from rove.intrinsic.fusion import AIRS, Fusion
@@ -324,13 +323,7 @@ def test_a_short_ppo_run_logs_the_choice_per_rollout(tmp_path: Path) -> None:
     credited = [row["intrinsic/airs/select/none/count"] + row["intrinsic/airs/select/count/count"] for row in rows]
     assert credited == [0.0, 1.0, 2.0, 3.0], "every rollout after the first credits the previous choice"
     # experiments/airs_arms.py reads the same log back: the share of rollouts each candidate shaped
-    spec = importlib.util.spec_from_file_location(
-        "airs_arms", Path(__file__).parents[2] / "experiments" / "airs_arms.py"
-    )
-    assert spec is not None and spec.loader is not None
-    arms = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = arms  # dataclasses look their module up
-    spec.loader.exec_module(arms)
+    arms = import_plugin(str(Path(__file__).parents[2] / "experiments" / "airs_arms.py"))
     run = arms.read_run(tmp_path / "run")
     assert run.members == ["none", "count"] and run.choices.tolist() == [int(c) for c in choices]
     np.testing.assert_allclose(run.shares(2), [[0.5, 0.5], np.bincount(run.choices[2:], minlength=2) / 2])

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 import rove.intrinsic as ri
+from rove.experiments.plugins import import_plugin
 from rove.intrinsic import Rollout
 from rove.intrinsic.byol import BYOLExplore, BYOLHindsight
 from rove.obs import obs_flatten
@@ -247,11 +248,7 @@ def noisy_tv_ratios(names: list[str], out: Path, rollouts: int = 24, tail: int =
     ``rollouts`` random-agent rollouts of DoorKey-5x5 with a 16-channel ``NoisyTV`` (the three far rows of the
     view), each scored before the module trains on it: ``experiments/noisy_tv_curiosity.py``'s stream."""
     path = Path(__file__).resolve().parents[2] / "experiments" / "noisy_tv_curiosity.py"
-    spec = importlib.util.spec_from_file_location("noisy_tv_curiosity", path)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # its dataclass looks the module up there
-    spec.loader.exec_module(script)
+    script = import_plugin(str(path))
     argv = ["--modules", ",".join(names), "--rollouts", str(rollouts), "--out", str(out), "--figure", ""]
     results = script.main(argv)
     ratios = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +12,7 @@ from gymnasium import spaces
 
 import rove.intrinsic as ri
 from rove.envs.core import caption_space, encode_caption
+from rove.experiments.plugins import import_plugin
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "custom_intrinsic.py"
 SPACE = spaces.Dict({"image": spaces.Box(0, 255, (7, 7, 3), np.uint8), "caption": caption_space()})
@@ -20,11 +20,7 @@ SPACE = spaces.Dict({"image": spaces.Box(0, 255, (7, 7, 3), np.uint8), "caption"
 
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("custom_intrinsic_example", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_plugin(str(SCRIPT))
 
 
 def caption_rollout(texts: list[list[str]], valid: list[list[bool]]) -> ri.Rollout:
