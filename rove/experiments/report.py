@@ -473,10 +473,11 @@ def write_report(
     crafter = crafter_markdown(groups, style)
     if crafter:
         sections += ["", "## Crafter achievements", "", crafter]
+        crafter_groups = [g for g in groups if g.achievement_rates]
         crafter_rows = []
         for a in ACHIEVEMENTS:
             row = {"achievement": a}
-            for g in (g for g in groups if g.achievement_rates):
+            for g in crafter_groups:
                 rate, name = g.achievement_rates[a], f"{g.env_id}|{g.method}"
                 row.update({name: rate.mean, f"{name}|ci_low": rate.ci[0], f"{name}|ci_high": rate.ci[1]})
             crafter_rows.append(row)
